@@ -1,0 +1,64 @@
+"""What changing a field does to a running cluster (its blast radius).
+
+Every model field is declared through `setting(...)`, which records one Impact in the field's JSON
+schema. docs/config-reference.md and `hyperscaler diff` read it back with `field_impacts`.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+
+class Impact(str, enum.Enum):
+    """Ordered from harmless to dangerous; a change's impact is the worst of its fields."""
+
+    IN_PLACE = "in-place"  # metadata, outputs or a libvirt attribute updated without touching the guest
+    RECONFIGURE = "reconfigure"  # files pushed again and daemons told to re-read them
+    RESTART = "restart"  # a service restarts; running jobs may be affected
+    REPLACE_VM = "replace-vm"  # the Domain (or its root disk) is destroyed and created again
+    DATA_AT_RISK = "data-at-risk"  # a protected data volume would be replaced; Pulumi refuses until unprotected
+
+    @property
+    def rank(self) -> int:
+        return list(Impact).index(self)
+
+
+def setting(default: Any = ..., *, impact: Impact, doc: str, **kwargs: Any) -> Any:
+    """A pydantic Field that documents itself and records its Impact."""
+    extra = kwargs.pop("json_schema_extra", {}) or {}
+    return Field(default, description=doc, json_schema_extra={**extra, "impact": impact.value}, **kwargs)
+
+
+def impact_of(model: type[BaseModel], field_name: str) -> Impact | None:
+    extra = model.model_fields[field_name].json_schema_extra
+    if isinstance(extra, dict) and "impact" in extra:
+        return Impact(str(extra["impact"]))
+    return None
+
+
+def field_impacts(model: type[BaseModel], prefix: str = "") -> dict[str, tuple[Impact | None, str]]:
+    """Flatten a model tree into {dotted.path: (impact, description)}; list items appear as `[]`."""
+    out: dict[str, tuple[Impact | None, str]] = {}
+    for name, info in model.model_fields.items():
+        path = f"{prefix}{name}"
+        out[path] = (impact_of(model, name), info.description or "")
+        for sub in _nested_models(info.annotation):
+            out.update(field_impacts(sub, f"{path}{'[]' if _is_container(info.annotation) else ''}."))
+    return out
+
+
+def _nested_models(annotation: Any) -> list[type[BaseModel]]:
+    found: list[type[BaseModel]] = []
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    for arg in getattr(annotation, "__args__", ()) or ():
+        found.extend(_nested_models(arg))
+    return found
+
+
+def _is_container(annotation: Any) -> bool:
+    origin = getattr(annotation, "__origin__", None)
+    return origin in (list, dict, tuple) or any(_is_container(a) for a in getattr(annotation, "__args__", ()) or ())

@@ -1,0 +1,213 @@
+"""The one place that reads a stack file or pulumi.Config, turning it into a checked ClusterSpec.
+
+Two tiers, as in ParallelCluster: the pydantic schema first, then the semantic checks. Either way every
+finding comes back at once with the stack file, the line where we can tell, and the field path.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from config.checks import run_checks
+from config.findings import ConfigError, Finding, Severity
+from config.models import ClusterSpec
+from config.presets import PRESETS, apply_preset
+
+PROJECT = "hyperscaler"
+CLUSTER_KEY = f"{PROJECT}:cluster"
+SSH_KEY_KEY = f"{PROJECT}:sshPrivateKey"
+KNOWN_KEYS = (CLUSTER_KEY, SSH_KEY_KEY)
+SECRET_PLACEHOLDER = "[secret: encrypted in the stack file; the offline plan does not decrypt it]"
+
+
+@dataclass(frozen=True)
+class StackInputs:
+    """What a stack file holds: the raw cluster mapping plus the secrets, still encrypted or plain."""
+
+    source: str
+    cluster: dict[str, Any]
+    secrets: dict[str, str] = field(default_factory=dict)  # key -> value or SECRET_PLACEHOLDER
+    lines: dict[str, int] = field(default_factory=dict)  # field path -> line in the stack file
+
+
+@dataclass(frozen=True)
+class LoadedStack:
+    spec: ClusterSpec
+    source: str
+    warnings: list[Finding]
+    ssh_private_key_set: bool
+
+
+def read_stack_file(path: Path) -> StackInputs:
+    """Parse Pulumi.<stack>.yaml without the Pulumi CLI. Raises ConfigError for any problem."""
+    source = str(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ConfigError(source, [Finding("", f"cannot read the stack file: {exc.strerror}",
+                                           "pass the path of an existing Pulumi.<stack>.yaml")]) from None
+    try:
+        node = yaml.compose(text)
+        doc = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ConfigError(source, [Finding("", f"the file is not valid YAML{where}: {getattr(exc, 'problem', exc)}",
+                                           "check indentation and quoting")]) from None
+    config = doc.get("config") if isinstance(doc, dict) else None
+    if not isinstance(config, dict):
+        raise ConfigError(source, [Finding("", "the stack file has no `config:` mapping",
+                                           f"start it with `config:` and put the cluster under `{CLUSTER_KEY}:`")])
+    findings: list[Finding] = []
+    for key in config:
+        if str(key).startswith(f"{PROJECT}:") and key not in KNOWN_KEYS:
+            close = difflib.get_close_matches(str(key), KNOWN_KEYS, n=1)
+            hint = f"did you mean {close[0]}?" if close else f"known keys: {', '.join(KNOWN_KEYS)}"
+            findings.append(Finding("", f"unknown config key {key!r}", hint))
+    cluster = config.get(CLUSTER_KEY)
+    if not isinstance(cluster, dict):
+        findings.append(Finding("", f"`{CLUSTER_KEY}` is missing or not a mapping",
+                                "copy Pulumi.dev.yaml and edit it; see docs/configuration.md"))
+    secrets: dict[str, str] = {}
+    ssh_key = config.get(SSH_KEY_KEY)
+    if isinstance(ssh_key, dict) and "secure" in ssh_key:
+        secrets[SSH_KEY_KEY] = SECRET_PLACEHOLDER
+    elif isinstance(ssh_key, str):
+        findings.append(Finding("", f"{SSH_KEY_KEY} is stored in plain text",
+                                f"store it encrypted: pulumi config set --secret {SSH_KEY_KEY} < ~/.ssh/id_ed25519"))
+    if findings:
+        raise ConfigError(source, findings)
+    assert isinstance(cluster, dict)
+    return StackInputs(source, cluster, secrets, _cluster_lines(node))
+
+
+def _cluster_lines(root: yaml.Node | None) -> dict[str, int]:
+    """Map field paths below hyperscaler:cluster to 1-based line numbers."""
+    lines: dict[str, int] = {}
+
+    def walk(node: yaml.Node, path: str) -> None:
+        lines.setdefault(path, node.start_mark.line + 1)
+        if isinstance(node, yaml.MappingNode):
+            for key, value in node.value:
+                sub = f"{path}.{key.value}" if path else str(key.value)
+                lines[sub] = key.start_mark.line + 1
+                walk(value, sub)
+        elif isinstance(node, yaml.SequenceNode):
+            for i, item in enumerate(node.value):
+                walk(item, f"{path}[{i}]")
+
+    if isinstance(root, yaml.MappingNode):
+        for key, value in root.value:
+            if key.value == "config" and isinstance(value, yaml.MappingNode):
+                for ckey, cvalue in value.value:
+                    if ckey.value == CLUSTER_KEY:
+                        walk(cvalue, "")
+    return lines
+
+
+def build_spec(inputs: StackInputs) -> LoadedStack:
+    """Schema, then semantic checks. Raises ConfigError with every error found; returns warnings."""
+    raw = apply_preset(inputs.cluster)
+    try:
+        spec = ClusterSpec.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(inputs.source, schema_findings(exc, raw), inputs.lines) from None
+    findings = run_checks(spec)
+    if SSH_KEY_KEY not in inputs.secrets:
+        findings.append(Finding("", f"{SSH_KEY_KEY} is not set, so configuration steps will log in through "
+                                "ssh-agent (SSH_AUTH_SOCK)",
+                                f"pulumi config set --secret {SSH_KEY_KEY} < ~/.ssh/id_ed25519", Severity.WARNING))
+    errors = [f for f in findings if f.is_error]
+    if errors:
+        raise ConfigError(inputs.source, findings, inputs.lines)
+    return LoadedStack(spec, inputs.source, findings, SSH_KEY_KEY in inputs.secrets)
+
+
+def load_stack_file(path: Path) -> LoadedStack:
+    return build_spec(read_stack_file(path))
+
+
+def load_from_pulumi() -> tuple[LoadedStack, Any]:
+    """Inside a Pulumi program: read the stack's config. Returns the spec and the SSH private key
+    (a secret Output, or None to use ssh-agent)."""
+    import pulumi
+
+    cfg = pulumi.Config(PROJECT)
+    source = f"Pulumi.{pulumi.get_stack()}.yaml"
+    lines: dict[str, int] = {}
+    try:
+        lines = read_stack_file(Path(source)).lines
+    except ConfigError:
+        pass  # the engine already parsed the file; line numbers are a nicety
+    try:
+        cluster = cfg.get_object("cluster")
+    except Exception as exc:  # the engine hands us a string that is not JSON
+        raise ConfigError(source, [Finding("", f"{CLUSTER_KEY} is not a mapping: {exc}", "see Pulumi.dev.yaml")])
+    if not isinstance(cluster, dict):
+        raise ConfigError(source, [Finding("", f"`{CLUSTER_KEY}` is missing or not a mapping",
+                                           "copy Pulumi.dev.yaml and edit it; see docs/configuration.md")])
+    private_key = cfg.get_secret("sshPrivateKey")
+    secrets = {SSH_KEY_KEY: SECRET_PLACEHOLDER} if private_key is not None else {}
+    return build_spec(StackInputs(source, cluster, secrets, lines)), private_key
+
+
+def schema_findings(exc: ValidationError, raw: Any) -> list[Finding]:
+    findings = []
+    for err in exc.errors():
+        loc = [p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-"))]
+        path = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc).lstrip(".")
+        message = str(err["msg"]).removeprefix("Value error, ")
+        findings.append(Finding(path, message, _hint(err["type"], loc, raw)))
+    return findings
+
+
+def _hint(kind: str, loc: list[Any], raw: Any) -> str:
+    if kind == "extra_forbidden":
+        parent = _model_at(ClusterSpec, loc[:-1])
+        if parent is not None:
+            names = sorted(parent.model_fields)
+            close = difflib.get_close_matches(str(loc[-1]), names, n=1)
+            lead = f"did you mean {close[0]!r}? " if close else ""
+            return f"{lead}valid fields here: {', '.join(names)}"
+    if kind == "missing":
+        return "this field is required"
+    if loc == ["preset"]:
+        return f"use one of: {', '.join(PRESETS)}"
+    if kind in ("int_parsing", "int_type"):
+        return "write a whole number without quotes or units"
+    return ""
+
+
+def _model_at(model: type[BaseModel], loc: list[Any]) -> type[BaseModel] | None:
+    current: Any = model
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        if not (isinstance(current, type) and issubclass(current, BaseModel)) or part not in current.model_fields:
+            return None
+        current = _unwrap(current.model_fields[part].annotation)
+    return current if isinstance(current, type) and issubclass(current, BaseModel) else None
+
+
+def _unwrap(annotation: Any) -> Any:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in getattr(annotation, "__args__", ()) or ():
+        found = _unwrap(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def config_for_mocks(inputs: StackInputs) -> tuple[dict[str, str], list[str]]:
+    """The (config, secret keys) to hand pulumi.runtime.set_all_config for an offline plan."""
+    config = {CLUSTER_KEY: json.dumps(inputs.cluster)}
+    config.update(inputs.secrets)
+    return config, sorted(inputs.secrets)

@@ -1,0 +1,14 @@
+"""Pydantic models of the stack file, one module per section."""
+
+from config.models.cluster import ClusterSpec
+from config.models.hosts import CpuTopology, Firmware, Gpu, Host, HostReserve, Hugepages, NumaNode, PciFunction
+from config.models.network import InterconnectNetwork, ManagementNetwork, Networks
+from config.models.nodes import BaseImage, ComputeGroup, Controller, Ssh, StorageGroup, VmTopology
+from config.models.services import Accounting, Beegfs, Containers, Mig, MigLayout, Monitoring, Partition, Slurm
+
+__all__ = [
+    "Accounting", "BaseImage", "Beegfs", "ClusterSpec", "ComputeGroup", "Containers", "Controller", "CpuTopology",
+    "Firmware", "Gpu", "Host", "HostReserve", "Hugepages", "InterconnectNetwork", "ManagementNetwork", "Mig",
+    "MigLayout", "Monitoring", "Networks", "NumaNode", "Partition", "PciFunction", "Slurm", "Ssh", "StorageGroup",
+    "VmTopology",
+]

@@ -1,0 +1,43 @@
+"""The root of the stack file's `hyperscaler:cluster` key."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from config.impact import Impact, setting
+from config.models.base import Model
+from config.models.hosts import Host
+from config.models.network import Networks
+from config.models.nodes import BaseImage, ComputeGroup, Controller, ImageMap, Ssh, StorageGroup
+from config.models.services import Beegfs, Containers, Mig, Monitoring, Slurm
+from config.types import Hostname
+
+DEFAULT_IMAGES = {
+    "debian-12": BaseImage(
+        source="https://cloud.debian.org/images/cloud/bookworm/latest/debian-12-genericcloud-amd64.qcow2"
+    )
+}
+
+
+class ClusterSpec(Model):
+    preset: Literal["dev", "workstation", "cluster"] | None = setting(
+        None, impact=Impact.IN_PLACE, doc="Size preset whose values this stack overrides (dev, workstation, cluster)."
+    )
+    name: Hostname = setting(impact=Impact.REPLACE_VM, doc="Cluster name: SLURM ClusterName and libvirt name prefix.")
+    hosts: list[Host] = setting(impact=Impact.REPLACE_VM, doc="Hypervisor hosts.", min_length=1)
+    networks: Networks = setting(Networks(), impact=Impact.REPLACE_VM, doc="Cluster networks.")
+    ssh: Ssh = setting(impact=Impact.REPLACE_VM, doc="Admin access to every node.")
+    images: ImageMap = setting(DEFAULT_IMAGES, impact=Impact.REPLACE_VM, doc="Base cloud images by name.")
+    controller: Controller = setting(Controller(), impact=Impact.REPLACE_VM, doc="The SLURM controller VM.")
+    compute: list[ComputeGroup] = setting([], impact=Impact.REPLACE_VM, doc="Compute node groups.")
+    storage: StorageGroup | None = setting(StorageGroup(), impact=Impact.REPLACE_VM, doc="BeeGFS storage nodes.")
+    slurm: Slurm = setting(Slurm(), impact=Impact.RECONFIGURE, doc="SLURM settings.")
+    beegfs: Beegfs = setting(Beegfs(), impact=Impact.RESTART, doc="BeeGFS settings.")
+    mig: Mig = setting(Mig(), impact=Impact.RECONFIGURE, doc="MIG partitioning.")
+    containers: Containers = setting(Containers(), impact=Impact.RECONFIGURE, doc="Container runtime.")
+    monitoring: Monitoring = setting(Monitoring(), impact=Impact.RECONFIGURE, doc="Monitoring stack.")
+
+    def host(self, name: str | None) -> Host | None:
+        if name is None:
+            return self.hosts[0]
+        return next((h for h in self.hosts if h.name == name), None)

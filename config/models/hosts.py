@@ -1,0 +1,139 @@
+"""Hypervisor hosts: their CPUs, NUMA layout, memory, storage pool and GPUs."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import model_validator
+
+from config.impact import Impact, setting
+from config.models.base import Model
+from config.types import Count, CpuSet, Hostname, MiB, NonEmptyStr, PciAddress, PositiveInt, parse_cpuset
+
+
+class CpuTopology(Model):
+    sockets: PositiveInt = setting(1, impact=Impact.REPLACE_VM, doc="CPU sockets on the host.")
+    cores_per_socket: PositiveInt = setting(impact=Impact.REPLACE_VM, doc="Physical cores per socket.")
+    threads_per_core: PositiveInt = setting(1, impact=Impact.REPLACE_VM, doc="Hardware threads per core (2 with SMT).")
+
+    @property
+    def logical_cpus(self) -> int:
+        return self.sockets * self.cores_per_socket * self.threads_per_core
+
+
+class NumaNode(Model):
+    id: Count = setting(impact=Impact.REPLACE_VM, doc="NUMA node number, as in /sys/devices/system/node/nodeN.")
+    cpus: CpuSet = setting(impact=Impact.REPLACE_VM, doc="Host CPUs of this node, as a cpulist (e.g. '0-15,32-47').")
+    memory_mib: MiB = setting(impact=Impact.REPLACE_VM, doc="Memory attached to this node.")
+
+    @property
+    def cpu_list(self) -> list[int]:
+        return parse_cpuset(self.cpus)
+
+
+class Hugepages(Model):
+    size_kib: Literal[2048, 1048576] = setting(
+        1048576, impact=Impact.REPLACE_VM, doc="Hugepage size the host reserved: 2048 (2 MiB) or 1048576 (1 GiB)."
+    )
+    count: Count = setting(0, impact=Impact.REPLACE_VM, doc="Free hugepages of that size on the host; 0 means none.")
+
+    @property
+    def total_mib(self) -> int:
+        return self.size_kib * self.count // 1024
+
+
+class HostReserve(Model):
+    cpus: CpuSet = setting("0-1", impact=Impact.REPLACE_VM, doc="Host CPUs kept for the host and QEMU emulator threads.")
+    memory_mib: MiB = setting(4096, impact=Impact.IN_PLACE, doc="Memory kept for the host; VMs must fit in the rest.")
+
+
+class StoragePool(Model):
+    name: NonEmptyStr = setting("hyperscaler", impact=Impact.DATA_AT_RISK, doc="libvirt storage pool for all volumes.")
+    path: NonEmptyStr = setting(
+        "/var/lib/libvirt/images/hyperscaler", impact=Impact.DATA_AT_RISK, doc="Directory backing the pool."
+    )
+
+
+class Firmware(Model):
+    code: NonEmptyStr = setting(
+        "/usr/share/OVMF/OVMF_CODE_4M.fd", impact=Impact.REPLACE_VM, doc="UEFI code file on the host (Debian: ovmf)."
+    )
+    vars_template: NonEmptyStr = setting(
+        "/usr/share/OVMF/OVMF_VARS_4M.fd", impact=Impact.REPLACE_VM, doc="UEFI variable store template on the host."
+    )
+
+
+class PciFunction(Model):
+    """Another device in a GPU's IOMMU group, as `hyperscaler inventory` reports it."""
+
+    address: PciAddress = setting(impact=Impact.REPLACE_VM, doc="PCI address of the function.")
+    class_code: str = setting(
+        impact=Impact.REPLACE_VM,
+        doc="PCI class as 4 hex digits from sysfs (0403 audio, 0c03 USB, 0c80 UCSI, 0604 bridge, 0106 SATA...).",
+        pattern=r"^[0-9a-f]{4}$",
+    )
+    description: str = setting("", impact=Impact.IN_PLACE, doc="Free text for humans.")
+
+
+class Gpu(Model):
+    address: PciAddress = setting(impact=Impact.REPLACE_VM, doc="PCI address of the GPU's function 0.")
+    model: NonEmptyStr = setting(
+        impact=Impact.REPLACE_VM, doc="GPU model from the catalog (config/catalog.py), e.g. h100-80gb, rtx-4090."
+    )
+    iommu_group: Count = setting(impact=Impact.REPLACE_VM, doc="IOMMU group number of the GPU.")
+    numa_node: Count = setting(0, impact=Impact.REPLACE_VM, doc="NUMA node the GPU is attached to.")
+    group_devices: list[PciFunction] = setting(
+        [], impact=Impact.REPLACE_VM, doc="Every other device in the GPU's IOMMU group (audio, USB, bridges...)."
+    )
+    kvm_hidden: bool = setting(
+        False, impact=Impact.REPLACE_VM, doc="Hide KVM from the guest; only for GeForce cards with pre-R465 drivers."
+    )
+
+
+class Host(Model):
+    name: Hostname = setting(impact=Impact.REPLACE_VM, doc="Short name of the hypervisor host.")
+    uri: NonEmptyStr = setting(
+        "qemu:///system",
+        impact=Impact.REPLACE_VM,
+        doc="libvirt connection URI, e.g. qemu:///system or qemu+ssh://root@host2/system.",
+    )
+    domain_type: Literal["kvm", "qemu"] = setting(
+        "kvm", impact=Impact.REPLACE_VM, doc="kvm on real hardware; qemu (TCG emulation) only for nested test rigs."
+    )
+    cpu: CpuTopology = setting(impact=Impact.REPLACE_VM, doc="The host's CPU topology.")
+    memory_mib: MiB = setting(impact=Impact.IN_PLACE, doc="Total host memory.")
+    numa_nodes: list[NumaNode] = setting(
+        [], impact=Impact.REPLACE_VM, doc="NUMA nodes; empty means one node 0 holding every CPU and all memory."
+    )
+    hugepages: Hugepages = setting(Hugepages(), impact=Impact.REPLACE_VM, doc="Hugepages the host has reserved.")
+    reserve: HostReserve = setting(HostReserve(), impact=Impact.IN_PLACE, doc="What stays with the host itself.")
+    pool: StoragePool = setting(StoragePool(), impact=Impact.DATA_AT_RISK, doc="Where volumes live on this host.")
+    firmware: Firmware = setting(Firmware(), impact=Impact.REPLACE_VM, doc="UEFI firmware files on this host.")
+    gpus: list[Gpu] = setting([], impact=Impact.REPLACE_VM, doc="GPUs on this host that may be passed through.")
+
+    @model_validator(mode="after")
+    def _default_numa(self) -> Host:
+        if not self.numa_nodes:
+            whole = NumaNode(id=0, cpus=f"0-{self.cpu.logical_cpus - 1}", memory_mib=self.memory_mib)
+            object.__setattr__(self, "numa_nodes", [whole])
+        return self
+
+    @property
+    def cpu_list(self) -> list[int]:
+        return list(range(self.cpu.logical_cpus))
+
+    @property
+    def reserved_cpus(self) -> list[int]:
+        return parse_cpuset(self.reserve.cpus)
+
+    @property
+    def usable_cpus(self) -> int:
+        return self.cpu.logical_cpus - len(self.reserved_cpus)
+
+    @property
+    def usable_memory_mib(self) -> int:
+        return self.memory_mib - self.reserve.memory_mib
+
+    def gpu(self, address: str) -> Gpu | None:
+        return next((g for g in self.gpus if g.address == address), None)
+

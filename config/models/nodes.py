@@ -1,0 +1,144 @@
+"""The VMs: controller, compute groups, storage nodes, plus the SSH access and base images they share."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, Field, model_validator
+
+from config.impact import Impact, setting
+from config.models.base import Model
+from config.types import IPv4, Count, GiB, Hostname, MiB, NonEmptyStr, PciAddress, PositiveInt
+
+_SSH_KEY_RE = re.compile(r"^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(256|384|521)|sk-ssh-ed25519@openssh.com) [A-Za-z0-9+/=]+( .*)?$")
+
+
+def _ssh_public_key(value: str) -> str:
+    value = value.strip()
+    if not _SSH_KEY_RE.match(value):
+        raise ValueError(
+            "not an OpenSSH public key: expected one line like 'ssh-ed25519 AAAA... user@host' "
+            "(the content of ~/.ssh/id_ed25519.pub, not the private key)"
+        )
+    return value
+
+
+SshPublicKey = Annotated[str, AfterValidator(_ssh_public_key)]
+
+
+class Ssh(Model):
+    user: Hostname = setting(
+        "hpcadmin", impact=Impact.REPLACE_VM, doc="Admin user created on every node, with passwordless sudo."
+    )
+    public_keys: list[SshPublicKey] = setting(
+        impact=Impact.REPLACE_VM, doc="Public keys allowed to log in as the admin user.", min_length=1
+    )
+    connect_timeout_s: PositiveInt = setting(
+        90, impact=Impact.IN_PLACE, doc="How long configuration steps retry SSH while a VM boots."
+    )
+
+
+class BaseImage(Model):
+    source: NonEmptyStr = setting(
+        impact=Impact.REPLACE_VM, doc="URL or absolute path (on the machine running pulumi) of a cloud image."
+    )
+    format: Literal["qcow2", "raw"] = setting("qcow2", impact=Impact.REPLACE_VM, doc="Image format.")
+
+
+class VmTopology(Model):
+    sockets: PositiveInt = setting(1, impact=Impact.REPLACE_VM, doc="Guest sockets.")
+    cores: PositiveInt = setting(impact=Impact.REPLACE_VM, doc="Guest cores per socket.")
+    threads: PositiveInt = setting(1, impact=Impact.REPLACE_VM, doc="Guest threads per core.")
+
+    @property
+    def vcpus(self) -> int:
+        return self.sockets * self.cores * self.threads
+
+
+class _Vm(Model):
+    host: Hostname | None = setting(None, impact=Impact.REPLACE_VM, doc="Host the VM runs on; defaults to the first host.")
+    vcpus: PositiveInt
+    memory_mib: MiB
+    disk_gib: GiB = setting(20, impact=Impact.REPLACE_VM, doc="Root disk size (copy-on-write over the base image).")
+    image: Hostname = setting("debian-12", impact=Impact.REPLACE_VM, doc="Key of the base image in `images`.")
+    topology: VmTopology | None = setting(
+        None,
+        impact=Impact.REPLACE_VM,
+        doc="Guest CPU topology (also what SLURM is told); defaults to 1 socket x vcpus cores x 1 thread.",
+    )
+
+    @model_validator(mode="after")
+    def _topology_matches(self) -> _Vm:
+        if self.topology is not None and self.topology.vcpus != self.vcpus:
+            raise ValueError(
+                f"topology gives {self.topology.sockets}x{self.topology.cores}x{self.topology.threads}="
+                f"{self.topology.vcpus} vCPUs but vcpus is {self.vcpus}; make them equal"
+            )
+        return self
+
+    @property
+    def guest_topology(self) -> VmTopology:
+        return self.topology or VmTopology(sockets=1, cores=self.vcpus, threads=1)
+
+
+class Controller(_Vm):
+    name: Hostname = setting("controller", impact=Impact.REPLACE_VM, doc="Hostname of the SLURM controller.")
+    vcpus: PositiveInt = setting(2, impact=Impact.REPLACE_VM, doc="vCPUs.")
+    memory_mib: MiB = setting(4096, impact=Impact.REPLACE_VM, doc="Memory.")
+    state_disk_gib: GiB = setting(
+        10,
+        impact=Impact.DATA_AT_RISK,
+        doc="Protected volume for SLURM's StateSaveLocation and the accounting database.",
+    )
+    address_offset: PositiveInt = setting(
+        10, impact=Impact.REPLACE_VM, doc="Host offset of the controller's addresses in both subnets."
+    )
+
+
+class ComputeGroup(_Vm):
+    name: Hostname = setting(impact=Impact.REPLACE_VM, doc="Group name; nodes are named <name>-01, <name>-02...")
+    count: Count = setting(impact=Impact.REPLACE_VM, doc="Number of nodes; removing nodes drains them first.")
+    vcpus: PositiveInt = setting(impact=Impact.REPLACE_VM, doc="vCPUs per node.")
+    memory_mib: MiB = setting(impact=Impact.REPLACE_VM, doc="Memory per node.")
+    gpus_per_node: Count = setting(0, impact=Impact.REPLACE_VM, doc="GPUs passed through to each node.")
+    gpus: list[PciAddress] = setting(
+        [],
+        impact=Impact.REPLACE_VM,
+        doc="Explicit GPU addresses in node order (count x gpus_per_node); empty picks free GPUs of the host.",
+    )
+    address_offset: PositiveInt | None = setting(
+        None,
+        impact=Impact.REPLACE_VM,
+        doc="Host offset of the first node's addresses; defaults to right after the previous group (from 100).",
+    )
+    features: list[Hostname] = setting([], impact=Impact.RECONFIGURE, doc="Extra SLURM node features.")
+
+    @model_validator(mode="after")
+    def _gpu_list_length(self) -> ComputeGroup:
+        if self.gpus and len(self.gpus) != self.count * self.gpus_per_node:
+            raise ValueError(
+                f"gpus lists {len(self.gpus)} addresses but count x gpus_per_node = "
+                f"{self.count} x {self.gpus_per_node} = {self.count * self.gpus_per_node}"
+            )
+        return self
+
+
+class StorageGroup(_Vm):
+    name: Hostname = setting("storage", impact=Impact.REPLACE_VM, doc="Nodes are named <name>-01, <name>-02...")
+    count: Count = setting(1, impact=Impact.REPLACE_VM, doc="Number of storage nodes.")
+    vcpus: PositiveInt = setting(2, impact=Impact.REPLACE_VM, doc="vCPUs per node.")
+    memory_mib: MiB = setting(2048, impact=Impact.REPLACE_VM, doc="Memory per node.")
+    data_disks_gib: list[GiB] = setting(
+        [50],
+        impact=Impact.DATA_AT_RISK,
+        doc="Protected data volumes per node (BeeGFS targets); the first also holds metadata.",
+        min_length=1,
+    )
+    address_offset: PositiveInt = setting(
+        20, impact=Impact.REPLACE_VM, doc="Host offset of the first storage node's addresses."
+    )
+
+
+ImageMap = Annotated[dict[Hostname, BaseImage], Field(min_length=1)]
+__all__ = ["BaseImage", "ComputeGroup", "Controller", "ImageMap", "Ssh", "StorageGroup", "VmTopology"]
