@@ -1,7 +1,17 @@
 """Pydantic models of the stack file, one module per section."""
 
 from config.models.cluster import ClusterSpec
-from config.models.hosts import CpuTopology, Firmware, Gpu, Host, HostReserve, Hugepages, NumaNode, PciFunction
+from config.models.hosts import (
+    CpuTopology,
+    Firmware,
+    Gpu,
+    Host,
+    HostReserve,
+    Hugepages,
+    NumaNode,
+    PciFunction,
+    StoragePool,
+)
 from config.models.network import InterconnectNetwork, ManagementNetwork, Networks
 from config.models.nodes import BaseImage, ComputeGroup, Controller, Ssh, StorageGroup, VmTopology
 from config.models.services import Accounting, Beegfs, Containers, Mig, MigLayout, Monitoring, Partition, Slurm
@@ -9,6 +19,6 @@ from config.models.services import Accounting, Beegfs, Containers, Mig, MigLayou
 __all__ = [
     "Accounting", "BaseImage", "Beegfs", "ClusterSpec", "ComputeGroup", "Containers", "Controller", "CpuTopology",
     "Firmware", "Gpu", "Host", "HostReserve", "Hugepages", "InterconnectNetwork", "ManagementNetwork", "Mig",
-    "MigLayout", "Monitoring", "Networks", "NumaNode", "Partition", "PciFunction", "Slurm", "Ssh", "StorageGroup",
+    "MigLayout", "Monitoring", "Networks", "NumaNode", "Partition", "PciFunction", "Slurm", "Ssh", "StorageGroup", "StoragePool",
     "VmTopology",
 ]

@@ -1,0 +1,20 @@
+"""The Pulumi program: load and check the stack, build the cluster, export how to reach it."""
+
+import pulumi
+
+from components.cluster import HpcCluster, HpcClusterArgs
+from config import ConfigError, load_from_pulumi
+
+try:
+    stack, ssh_private_key = load_from_pulumi()
+except ConfigError as error:
+    # RunError ends the program with this message and no traceback; nothing has been declared yet.
+    raise pulumi.RunError(error.report()) from None
+
+for warning in stack.warnings:
+    pulumi.log.warn(f"{warning.path or 'hyperscaler'}: {warning.message} ({warning.hint})")
+
+cluster = HpcCluster(stack.spec.name, HpcClusterArgs(stack.spec, ssh_private_key))
+
+pulumi.export("controller_address", cluster.controller_address)
+pulumi.export("nodes", cluster.summary)

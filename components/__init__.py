@@ -1,0 +1,1 @@
+"""ComponentResources: every libvirt, command and docker resource lives inside one of these."""

@@ -1,0 +1,103 @@
+"""HpcCluster: the whole cluster, from hosts to VMs. __main__ builds exactly one."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import pulumi
+import pulumi_libvirt as libvirt
+
+from components.images import ImageStore, ImageStoreArgs
+from components.network import ClusterNetwork, ClusterNetworkArgs
+from components.node import ComputeNode, Controller, DataDisk, Node, NodeArgs, StorageNode
+from config.models import ClusterSpec
+from config.topology import NodePlan, Role, plan_nodes
+from render.access import ssh_route
+from render.cloudinit import render_meta_data, render_network_config, render_user_data
+from render.domain_xslt import render_domain_xslt
+from render.placement import tuning_for
+
+ROLE_COMPONENT: dict[Role, type[Node]] = {
+    Role.CONTROLLER: Controller,
+    Role.COMPUTE: ComputeNode,
+    Role.STORAGE: StorageNode,
+}
+
+
+@dataclass(frozen=True)
+class HpcClusterArgs:
+    spec: ClusterSpec
+    ssh_private_key: pulumi.Input[str] | None = None  # None: configuration steps use ssh-agent
+
+
+def data_disks(node: NodePlan, state_disk_gib: int) -> tuple[DataDisk, ...]:
+    if node.role is Role.CONTROLLER:
+        return (DataDisk("state", state_disk_gib),)
+    return tuple(DataDisk(f"data-{i + 1}", size) for i, size in enumerate(node.data_disks_gib))
+
+
+class HpcCluster(pulumi.ComponentResource):
+    nodes: dict[str, Node]
+    summary: dict[str, Any]
+
+    def __init__(self, name: str, args: HpcClusterArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("hyperscaler:hpc:HpcCluster", name, None, opts)
+        spec = args.spec
+        plans = plan_nodes(spec)
+        dns_hosts = tuple((n.name, n.mgmt_ip) for n in plans)
+        mgmt_mode = spec.networks.management.mode
+
+        providers: dict[str, libvirt.Provider] = {}
+        networks: dict[str, ClusterNetwork] = {}
+        stores: dict[str, ImageStore] = {}
+        for host in spec.hosts:
+            provider = libvirt.Provider(f"{name}-{host.name}", uri=host.uri, opts=pulumi.ResourceOptions(parent=self))
+            on_host = pulumi.ResourceOptions(parent=self, providers={"libvirt": provider})
+            providers[host.name] = provider
+            networks[host.name] = ClusterNetwork(
+                f"{name}-{host.name}-net", ClusterNetworkArgs(spec.networks, dns_hosts), on_host
+            )
+            stores[host.name] = ImageStore(
+                f"{name}-{host.name}-images", ImageStoreArgs(host.pool, dict(spec.images)), on_host
+            )
+
+        self.nodes = {}
+        for plan in plans:
+            host = spec.host(plan.host)
+            assert host is not None  # checks.hosts_exist ran before any resource was declared
+            node_args = NodeArgs(
+                plan=plan,
+                domain_name=f"{spec.name}-{plan.name}",
+                domain_type=host.domain_type,
+                firmware=host.firmware,
+                pool_name=stores[host.name].pool_name,
+                base_volume_id=stores[host.name].base_volume_ids[plan.image],
+                management_network_id=networks[host.name].management_id,
+                interconnect_network_id=networks[host.name].interconnect_id,
+                user_data=render_user_data(spec, plan, plans),
+                meta_data=render_meta_data(spec, plan),
+                network_config=render_network_config(spec, plan),
+                domain_xslt=render_domain_xslt(tuning_for(plan, host)),
+                dhcp_reservation=mgmt_mode != "bridge",
+                data_disks=data_disks(plan, spec.controller.state_disk_gib),
+            )
+            component = ROLE_COMPONENT[plan.role]
+            self.nodes[plan.name] = component(
+                f"{name}-{plan.name}",
+                node_args,
+                pulumi.ResourceOptions(parent=self, providers={"libvirt": providers[host.name]}),
+            )
+
+        self.summary = {
+            plan.name: {
+                "role": plan.role.value,
+                "host": plan.host,
+                "management_address": plan.mgmt_ip,
+                "interconnect_address": plan.ic_ip,
+                "ssh": ssh_route(spec, plan).command,
+            }
+            for plan in plans
+        }
+        self.controller_address = next(p.mgmt_ip for p in plans if p.role is Role.CONTROLLER)
+        self.register_outputs({"nodes": self.summary, "controller_address": self.controller_address})

@@ -1,0 +1,5 @@
+import sys
+
+from hyperscaler.cli import main
+
+sys.exit(main())

@@ -1,0 +1,192 @@
+"""The one set of Pulumi mocks, shared by `hyperscaler plan` and the component tests.
+
+It records every registration with the options the engine would see (parent, provider, protect,
+retain_on_delete, depends_on, secret outputs) and answers with the outputs the real providers produce:
+volume ids are pool paths, cloud-init disk ids are "<volume key>;<uuid>", random bytes have their length.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import pulumi
+from pulumi.runtime import rpc
+from pulumi.runtime.mocks import MockCallArgs, MockMonitor, MockResourceArgs
+
+SECRET_MASK = "[secret]"
+_NAMESPACE = uuid.UUID("5b4f0c0e-4c0c-4a53-9a67-6879706572ff")
+
+
+def is_secret_value(value: Any) -> bool:
+    return isinstance(value, dict) and value.get(rpc._special_sig_key) == rpc._special_secret_sig
+
+
+def unwrap_secrets(value: Any) -> Any:
+    if is_secret_value(value):
+        return unwrap_secrets(value["value"])
+    if isinstance(value, dict):
+        return {k: unwrap_secrets(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [unwrap_secrets(v) for v in value]
+    return value
+
+
+def mask_secrets(value: Any) -> Any:
+    if is_secret_value(value):
+        return SECRET_MASK
+    if isinstance(value, dict):
+        return {k: mask_secrets(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [mask_secrets(v) for v in value]
+    if isinstance(value, pulumi.StringAsset):
+        return {"asset": "string", "text": value.text}
+    return value
+
+
+def contains_secret(value: Any) -> bool:
+    if is_secret_value(value):
+        return True
+    if isinstance(value, dict):
+        return any(contains_secret(v) for v in value.values())
+    if isinstance(value, list):
+        return any(contains_secret(v) for v in value)
+    return False
+
+
+@dataclass
+class Registration:
+    urn: str
+    type: str
+    name: str
+    custom: bool
+    parent: str
+    provider: str
+    protect: bool
+    retain_on_delete: bool
+    depends_on: list[str]
+    additional_secret_outputs: list[str]
+    replace_on_changes: list[str]
+    inputs: dict[str, Any]  # raw: secrets still wrapped, so tests can assert secrecy
+
+    @property
+    def plain_inputs(self) -> dict[str, Any]:
+        return dict(unwrap_secrets(self.inputs))
+
+    @property
+    def masked_inputs(self) -> dict[str, Any]:
+        return dict(mask_secrets(self.inputs))
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "type": self.type,
+            "name": self.name,
+            "urn": self.urn,
+            "parent": self.parent or None,
+            "provider": self.provider or None,
+            "protect": self.protect,
+            "retain_on_delete": self.retain_on_delete,
+            "depends_on": sorted(self.depends_on),
+            "inputs": self.masked_inputs,
+        }
+
+
+def _uid(*parts: str) -> str:
+    return str(uuid.uuid5(_NAMESPACE, "/".join(parts)))
+
+
+def _bytes_for(name: str, length: int) -> bytes:
+    out = b""
+    counter = 0
+    while len(out) < length:
+        out += hashlib.sha256(f"{name}/{counter}".encode()).digest()
+        counter += 1
+    return out[:length]
+
+
+class HyperscalerMocks(pulumi.runtime.Mocks):
+    """Outputs shaped like the real providers'. Deterministic, so plans and tests are repeatable."""
+
+    def __init__(self) -> None:
+        self.pool_paths: dict[str, str] = {}
+
+    def new_resource(self, args: MockResourceArgs) -> tuple[str | None, dict[str, Any]]:
+        inputs = unwrap_secrets(args.inputs)
+        state: dict[str, Any] = dict(inputs)
+        typ, name = args.typ, args.name
+        if not args.custom:
+            return None, {}
+        if typ == "libvirt:index/pool:Pool":
+            path = (inputs.get("target") or {}).get("path") or inputs.get("path", "")
+            self.pool_paths[inputs.get("name", name)] = path
+            state.update(capacity=0, allocation=0, available=0)
+            return _uid(typ, name), state
+        if typ == "libvirt:index/volume:Volume":
+            # The provider's volume id is the volume key, which for a dir pool is its path.
+            path = f"{self.pool_paths.get(inputs.get('pool', 'default'), '/var/lib/libvirt/images')}/{inputs['name']}"
+            return path, state
+        if typ == "libvirt:index/cloudInitDisk:CloudInitDisk":
+            path = f"{self.pool_paths.get(inputs.get('pool', 'default'), '/var/lib/libvirt/images')}/{inputs['name']}"
+            return f"{path};{_uid(typ, name)}", state
+        if typ == "random:index/randomBytes:RandomBytes":
+            raw = _bytes_for(name, int(inputs.get("length", 32)))
+            state.update(base64=base64.b64encode(raw).decode(), hex=raw.hex())
+            return _uid(typ, name), state
+        if typ == "random:index/randomPassword:RandomPassword":
+            alphabet = "ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz23456789"
+            raw = _bytes_for(name, int(inputs.get("length", 16)))
+            state.update(result="".join(alphabet[b % len(alphabet)] for b in raw))
+            return _uid(typ, name), state
+        if typ in ("command:remote:Command", "command:local:Command"):
+            state.update(stdout="", stderr="")
+            return _uid(typ, name), state
+        return _uid(typ, name), state
+
+    def call(self, args: MockCallArgs) -> dict[str, Any]:
+        return {}
+
+
+class RecordingMonitor(MockMonitor):
+    """MockMonitor that keeps each request's resource options, which MockResourceArgs leaves out."""
+
+    def __init__(self, mocks: pulumi.runtime.Mocks) -> None:
+        super().__init__(mocks)
+        self.records: list[Registration] = []
+
+    def RegisterResource(self, request: Any) -> Any:  # noqa: N802 (gRPC method name)
+        response = super().RegisterResource(request)
+        if request.type != "pulumi:pulumi:Stack":
+            self.records.append(
+                Registration(
+                    urn=response.urn,
+                    type=request.type,
+                    name=request.name,
+                    custom=request.custom,
+                    parent=request.parent,
+                    provider=request.provider,
+                    protect=bool(request.protect),
+                    retain_on_delete=bool(request.retainOnDelete),
+                    depends_on=list(request.dependencies),
+                    additional_secret_outputs=list(request.additionalSecretOutputs),
+                    replace_on_changes=list(request.replaceOnChanges),
+                    inputs=rpc.deserialize_properties(request.object),
+                )
+            )
+        return response
+
+    def by_type(self, typ: str) -> list[Registration]:
+        return [r for r in self.records if r.type == typ]
+
+    def get(self, name: str) -> Registration:
+        return next(r for r in self.records if r.name == name)
+
+
+def install(project: str = "hyperscaler", stack: str = "test", preview: bool = False) -> RecordingMonitor:
+    """Install fresh mocks (process-global) and return the monitor that records this run."""
+    mocks = HyperscalerMocks()
+    monitor = RecordingMonitor(mocks)
+    pulumi.runtime.set_mocks(mocks, project=project, stack=stack, preview=preview, monitor=monitor)
+    return monitor

@@ -1,0 +1,1 @@
+"""Pure renderers: spec (+ resolved values) in, text out. Nothing here imports pulumi."""

@@ -1,0 +1,100 @@
+"""cloud-init NoCloud documents for a node: user-data, meta-data and network-config (v2)."""
+
+from __future__ import annotations
+
+from config.models import ClusterSpec
+from config.topology import NodePlan
+from render.common import dump_yaml
+
+MGMT_IFACE = "mgmt0"
+IC_IFACE = "hpc0"
+
+SSHD_HARDENING = """\
+# Managed by hyperscaler: keys only, no passwords.
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+PermitRootLogin prohibit-password
+"""
+
+
+def render_hosts_file(spec: ClusterSpec, nodes: list[NodePlan]) -> str:
+    """/etc/hosts for every node: SLURM and BeeGFS need every peer to resolve, DNS or not."""
+    domain = spec.networks.management.domain
+    lines = ["127.0.0.1\tlocalhost", "::1\tlocalhost ip6-localhost ip6-loopback", ""]
+    lines += [f"{n.mgmt_ip}\t{n.name}.{domain}\t{n.name}" for n in nodes]
+    lines += [f"{n.ic_ip}\t{n.name}-ib.{domain}\t{n.name}-ib" for n in nodes]
+    return "\n".join(lines) + "\n"
+
+
+def render_user_data(spec: ClusterSpec, node: NodePlan, nodes: list[NodePlan]) -> str:
+    ssh = spec.ssh
+    if ssh.user == "root":
+        users: list[object] = [{"name": "root", "lock_passwd": True, "ssh_authorized_keys": list(ssh.public_keys)}]
+    else:
+        users = [
+            {
+                "name": ssh.user,
+                "groups": ["adm", "sudo"],
+                "lock_passwd": True,
+                "shell": "/bin/bash",
+                "ssh_authorized_keys": list(ssh.public_keys),
+                "sudo": "ALL=(ALL) NOPASSWD:ALL",
+            }
+        ]
+    doc = {
+        "hostname": node.name,
+        "fqdn": f"{node.name}.{spec.networks.management.domain}",
+        "prefer_fqdn_over_hostname": False,
+        "manage_etc_hosts": False,
+        "ssh_pwauth": False,
+        "disable_root": ssh.user != "root",
+        "users": users,
+        "timezone": "UTC",
+        "ntp": {"enabled": True},  # munge rejects credentials from nodes whose clocks drift
+        "write_files": [
+            {"path": "/etc/hosts", "permissions": "0644", "owner": "root:root", "content": render_hosts_file(spec, nodes)},
+            {
+                "path": "/etc/ssh/sshd_config.d/50-hyperscaler.conf",
+                "permissions": "0644",
+                "owner": "root:root",
+                "content": SSHD_HARDENING,
+            },
+            {
+                "path": "/etc/hyperscaler/node.env",
+                "permissions": "0644",
+                "owner": "root:root",
+                "content": f"CLUSTER={spec.name}\nNODE={node.name}\nROLE={node.role.value}\nGROUP={node.group}\n",
+            },
+        ],
+        "runcmd": [["systemctl", "try-reload-or-restart", "ssh"]],
+    }
+    return "#cloud-config\n" + dump_yaml(doc)
+
+
+def render_meta_data(spec: ClusterSpec, node: NodePlan) -> str:
+    # A stable instance-id: cloud-init runs its once-per-instance modules only on the first boot.
+    return dump_yaml({"instance-id": f"{spec.name}-{node.name}", "local-hostname": node.name})
+
+
+def render_network_config(spec: ClusterSpec, node: NodePlan) -> str:
+    mgmt, ic = spec.networks.management, spec.networks.interconnect
+    doc = {
+        "version": 2,
+        "ethernets": {
+            MGMT_IFACE: {
+                "match": {"macaddress": node.mgmt_mac},
+                "set-name": MGMT_IFACE,
+                "addresses": [f"{node.mgmt_ip}/{mgmt.network.prefixlen}"],
+                "routes": [{"to": "default", "via": mgmt.gateway_address}],
+                "nameservers": {"addresses": mgmt.resolvers, "search": [mgmt.domain]},
+                "mtu": mgmt.mtu,
+            },
+            IC_IFACE: {
+                "match": {"macaddress": node.ic_mac},
+                "set-name": IC_IFACE,
+                "addresses": [f"{node.ic_ip}/{ic.network.prefixlen}"],
+                "mtu": ic.mtu,
+            },
+        },
+    }
+    return dump_yaml(doc)

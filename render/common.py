@@ -1,0 +1,60 @@
+"""Helpers every renderer shares: one key=value formatter, stable YAML, content hashes."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import yaml
+
+
+def key_values(pairs: Mapping[str, Any] | Iterable[tuple[str, Any]], sep: str = "=", joiner: str = "\n") -> str:
+    """The one `key=value` formatter: booleans as yes/no, lists comma-joined, None dropped."""
+    items = pairs.items() if isinstance(pairs, Mapping) else pairs
+    return joiner.join(f"{k}{sep}{_scalar(v)}" for k, v in items if v is not None)
+
+
+def _scalar(value: Any) -> str:
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, (list, tuple)):
+        return ",".join(_scalar(v) for v in value)
+    return str(value)
+
+
+class _Dumper(yaml.SafeDumper):
+    """Block style, multi-line strings as literal blocks, so rendered YAML diffs well in review."""
+
+
+def _str_representer(dumper: yaml.SafeDumper, data: str) -> yaml.Node:
+    style = "|" if "\n" in data else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", data, style=style)
+
+
+_Dumper.add_representer(str, _str_representer)
+
+
+def dump_yaml(data: Any) -> str:
+    return yaml.dump(data, Dumper=_Dumper, sort_keys=True, default_flow_style=False, width=4096)
+
+
+def content_hash(*texts: str) -> str:
+    """sha256 over the exact bytes pushed: the trigger that makes a Command re-run only on change."""
+    digest = hashlib.sha256()
+    for text in texts:
+        digest.update(len(text).to_bytes(8, "big"))
+        digest.update(text.encode())
+    return digest.hexdigest()
+
+
+@dataclass(frozen=True)
+class RenderedFile:
+    """A file a node receives: absolute path on the node, content, mode and owner."""
+
+    path: str
+    content: str
+    mode: str = "0644"
+    owner: str = "root:root"
+    secret: bool = False
