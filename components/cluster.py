@@ -64,21 +64,21 @@ class HpcCluster(pulumi.ComponentResource):
 
         self.nodes = {}
         for plan in plans:
-            host = spec.host(plan.host)
-            assert host is not None  # checks.hosts_exist ran before any resource was declared
+            node_host = spec.host(plan.host)
+            assert node_host is not None  # checks.hosts_exist ran before any resource was declared
             node_args = NodeArgs(
                 plan=plan,
                 domain_name=f"{spec.name}-{plan.name}",
-                domain_type=host.domain_type,
-                firmware=host.firmware,
-                pool_name=stores[host.name].pool_name,
-                base_volume_id=stores[host.name].base_volume_ids[plan.image],
-                management_network_id=networks[host.name].management_id,
-                interconnect_network_id=networks[host.name].interconnect_id,
+                domain_type=node_host.domain_type,
+                firmware=node_host.firmware,
+                pool_name=stores[node_host.name].pool_name,
+                base_volume_id=stores[node_host.name].base_volume_ids[plan.image],
+                management_network_id=networks[node_host.name].management_id,
+                interconnect_network_id=networks[node_host.name].interconnect_id,
                 user_data=render_user_data(spec, plan, plans),
                 meta_data=render_meta_data(spec, plan),
                 network_config=render_network_config(spec, plan),
-                domain_xslt=render_domain_xslt(tuning_for(plan, host)),
+                domain_xslt=render_domain_xslt(tuning_for(plan, node_host)),
                 dhcp_reservation=mgmt_mode != "bridge",
                 data_disks=data_disks(plan, spec.controller.state_disk_gib),
             )
@@ -86,7 +86,7 @@ class HpcCluster(pulumi.ComponentResource):
             self.nodes[plan.name] = component(
                 f"{name}-{plan.name}",
                 node_args,
-                pulumi.ResourceOptions(parent=self, providers={"libvirt": providers[host.name]}),
+                pulumi.ResourceOptions(parent=self, providers={"libvirt": providers[node_host.name]}),
             )
 
         self.summary = {

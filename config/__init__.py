@@ -5,6 +5,14 @@ from config.load import LoadedStack, StackInputs, build_spec, load_from_pulumi, 
 from config.models import ClusterSpec
 
 __all__ = [
-    "ClusterSpec", "ConfigError", "Finding", "LoadedStack", "Severity", "StackInputs", "build_spec",
-    "load_from_pulumi", "load_stack_file", "read_stack_file",
+    "ClusterSpec",
+    "ConfigError",
+    "Finding",
+    "LoadedStack",
+    "Severity",
+    "StackInputs",
+    "build_spec",
+    "load_from_pulumi",
+    "load_stack_file",
+    "read_stack_file",
 ]

@@ -31,16 +31,23 @@ def unique_names(spec: ClusterSpec, nodes: list[NodePlan]) -> Iterator[Finding]:
     groups = Counter(g.name for g in spec.compute)
     for i, group in enumerate(spec.compute):
         if groups[group.name] > 1:
-            yield Finding(f"compute[{i}].name", f"compute group name {group.name!r} is used more than once",
-                          "give every compute group its own name")
+            yield Finding(
+                f"compute[{i}].name",
+                f"compute group name {group.name!r} is used more than once",
+                "give every compute group its own name",
+            )
     seen: dict[str, str] = {}
     for node in nodes:
         if len(node.name) > 63:
-            yield Finding(f"{node.path}.name", f"node name {node.name!r} is longer than 63 characters",
-                          "shorten the group name")
+            yield Finding(
+                f"{node.path}.name", f"node name {node.name!r} is longer than 63 characters", "shorten the group name"
+            )
         if node.name in seen and seen[node.name] != node.path:
-            yield Finding(f"{node.path}.name", f"node name {node.name!r} is also produced by {seen[node.name]}",
-                          "rename one of them; node names must be unique across the cluster")
+            yield Finding(
+                f"{node.path}.name",
+                f"node name {node.name!r} is also produced by {seen[node.name]}",
+                "rename one of them; node names must be unique across the cluster",
+            )
         seen.setdefault(node.name, node.path)
 
 
@@ -49,56 +56,86 @@ def hosts_exist(spec: ClusterSpec, nodes: list[NodePlan]) -> Iterator[Finding]:
     for path, requested in _vm_paths(spec):
         if requested is not None and requested not in names:
             yield Finding(f"{path}.host", f"host {requested!r} is not defined", f"use one of: {', '.join(names)}")
-    for path, image in [("controller", spec.controller.image)] + (
-        [("storage", spec.storage.image)] if spec.storage else []
-    ) + [(f"compute[{i}]", g.image) for i, g in enumerate(spec.compute)]:
+    for path, image in (
+        [("controller", spec.controller.image)]
+        + ([("storage", spec.storage.image)] if spec.storage else [])
+        + [(f"compute[{i}]", g.image) for i, g in enumerate(spec.compute)]
+    ):
         if image not in spec.images:
-            yield Finding(f"{path}.image", f"image {image!r} is not defined in images",
-                          f"use one of: {', '.join(sorted(spec.images))}")
+            yield Finding(
+                f"{path}.image",
+                f"image {image!r} is not defined in images",
+                f"use one of: {', '.join(sorted(spec.images))}",
+            )
 
 
 def addresses(spec: ClusterSpec, nodes: list[NodePlan]) -> Iterator[Finding]:
     mgmt, ic = spec.networks.management, spec.networks.interconnect
     m_net, i_net = mgmt.network, ic.network
     if m_net.overlaps(i_net):
-        yield Finding("networks.interconnect.cidr", f"{ic.cidr} overlaps the management network {mgmt.cidr}",
-                      "use two disjoint subnets")
+        yield Finding(
+            "networks.interconnect.cidr",
+            f"{ic.cidr} overlaps the management network {mgmt.cidr}",
+            "use two disjoint subnets",
+        )
     gw = ipaddress.IPv4Address(mgmt.gateway_address)
     if gw not in m_net or gw in (m_net.network_address, m_net.broadcast_address):
-        yield Finding("networks.management.gateway", f"gateway {gw} is not a usable address of {mgmt.cidr}",
-                      f"pick an address between {m_net.network_address + 1} and {m_net.broadcast_address - 1}")
+        yield Finding(
+            "networks.management.gateway",
+            f"gateway {gw} is not a usable address of {mgmt.cidr}",
+            f"pick an address between {m_net.network_address + 1} and {m_net.broadcast_address - 1}",
+        )
     rng = mgmt.dhcp_range
     lo, hi = ipaddress.IPv4Address(rng.start), ipaddress.IPv4Address(rng.end)
     for key, addr in (("start", lo), ("end", hi)):
         if addr not in m_net or addr in (m_net.network_address, m_net.broadcast_address):
-            yield Finding(f"networks.management.dhcp.{key}", f"{addr} is outside {mgmt.cidr}",
-                          "the DHCP range must lie inside the management subnet")
+            yield Finding(
+                f"networks.management.dhcp.{key}",
+                f"{addr} is outside {mgmt.cidr}",
+                "the DHCP range must lie inside the management subnet",
+            )
     if lo > hi:
-        yield Finding("networks.management.dhcp", f"DHCP range starts at {lo} after it ends at {hi}",
-                      "swap start and end")
+        yield Finding(
+            "networks.management.dhcp", f"DHCP range starts at {lo} after it ends at {hi}", "swap start and end"
+        )
     if lo <= gw <= hi:
-        yield Finding("networks.management.dhcp", f"the DHCP range {lo}-{hi} contains the gateway {gw}",
-                      "move the range or the gateway")
+        yield Finding(
+            "networks.management.dhcp",
+            f"the DHCP range {lo}-{hi} contains the gateway {gw}",
+            "move the range or the gateway",
+        )
     used: dict[str, str] = {}
     for node in nodes:
         for net, ip, label in ((m_net, node.mgmt_ip, "management"), (i_net, node.ic_ip, "interconnect")):
             addr = ipaddress.IPv4Address(ip)
             where = f"{node.path}.address_offset"
             if addr not in net or addr in (net.network_address, net.broadcast_address):
-                yield Finding(where, f"{node.name}'s {label} address {ip} (offset {node.address_offset}) is outside "
-                              f"{net}", f"use offsets between 2 and {net.num_addresses - 2}")
+                yield Finding(
+                    where,
+                    f"{node.name}'s {label} address {ip} (offset {node.address_offset}) is outside {net}",
+                    f"use offsets between 2 and {net.num_addresses - 2}",
+                )
                 continue
             if label == "management" and addr == gw:
                 yield Finding(where, f"{node.name}'s address {ip} is the gateway", "move the node's address offset")
             if label == "interconnect" and node.address_offset == 1:
-                yield Finding(where, f"{node.name}'s interconnect address {ip} is the host's own address",
-                              "offset 1 belongs to the hypervisor; start at 2 or above")
+                yield Finding(
+                    where,
+                    f"{node.name}'s interconnect address {ip} is the host's own address",
+                    "offset 1 belongs to the hypervisor; start at 2 or above",
+                )
             if label == "management" and lo <= addr <= hi:
-                yield Finding(where, f"{node.name}'s address {ip} lies inside the DHCP range {lo}-{hi}",
-                              "move the node's address offset or the DHCP range")
+                yield Finding(
+                    where,
+                    f"{node.name}'s address {ip} lies inside the DHCP range {lo}-{hi}",
+                    "move the node's address offset or the DHCP range",
+                )
             if ip in used and used[ip] != node.name:
-                yield Finding(where, f"{node.name} and {used[ip]} would both get {ip}",
-                              "give the groups address offsets that do not overlap")
+                yield Finding(
+                    where,
+                    f"{node.name} and {used[ip]} would both get {ip}",
+                    "give the groups address offsets that do not overlap",
+                )
             used.setdefault(ip, node.name)
 
 
@@ -107,39 +144,57 @@ def gpu_assignment(spec: ClusterSpec, nodes: list[NodePlan]) -> Iterator[Finding
         counts = Counter(g.address for g in host.gpus)
         for gi, gpu in enumerate(host.gpus):
             if counts[gpu.address] > 1:
-                yield Finding(f"hosts[{hi}].gpus[{gi}].address", f"GPU {gpu.address} is listed twice on {host.name}",
-                              "list each GPU once")
+                yield Finding(
+                    f"hosts[{hi}].gpus[{gi}].address",
+                    f"GPU {gpu.address} is listed twice on {host.name}",
+                    "list each GPU once",
+                )
             if gpu.model not in CATALOG:
-                yield Finding(f"hosts[{hi}].gpus[{gi}].model", f"unknown GPU model {gpu.model!r}",
-                              f"use one of: {', '.join(sorted(CATALOG))}")
+                yield Finding(
+                    f"hosts[{hi}].gpus[{gi}].model",
+                    f"unknown GPU model {gpu.model!r}",
+                    f"use one of: {', '.join(sorted(CATALOG))}",
+                )
             numa_ids = {n.id for n in host.numa_nodes}
             if gpu.numa_node not in numa_ids:
-                yield Finding(f"hosts[{hi}].gpus[{gi}].numa_node", f"NUMA node {gpu.numa_node} does not exist on "
-                              f"{host.name}", f"use one of: {', '.join(map(str, sorted(numa_ids)))}")
+                yield Finding(
+                    f"hosts[{hi}].gpus[{gi}].numa_node",
+                    f"NUMA node {gpu.numa_node} does not exist on {host.name}",
+                    f"use one of: {', '.join(map(str, sorted(numa_ids)))}",
+                )
     owner: dict[tuple[str, str], str] = {}
     gpu_map = assign_gpus(spec)
     for gi, group in enumerate(spec.compute):
-        host = spec.host(group.host)
-        if host is None:
+        group_host = spec.host(group.host)
+        if group_host is None:
             continue
-        known = {g.address for g in host.gpus}
+        known = {g.address for g in group_host.gpus}
         for ai, address in enumerate(group.gpus):
             if address not in known:
-                yield Finding(f"compute[{gi}].gpus[{ai}]", f"GPU {address} is not listed on host {host.name}",
-                              f"add it to hosts[].gpus or use one of: {', '.join(sorted(known)) or 'none'}")
+                yield Finding(
+                    f"compute[{gi}].gpus[{ai}]",
+                    f"GPU {address} is not listed on host {group_host.name}",
+                    f"add it to hosts[].gpus or use one of: {', '.join(sorted(known)) or 'none'}",
+                )
         for ni in range(group.count):
             picked = gpu_map.get((gi, ni), ())
             if len(picked) < group.gpus_per_node and not group.gpus:
-                yield Finding(f"compute[{gi}].gpus_per_node", f"host {host.name} has no free GPU left for node "
-                              f"{ni + 1} of {group.name} ({len(picked)} of {group.gpus_per_node})",
-                              "lower count or gpus_per_node, or add GPUs to the host")
+                yield Finding(
+                    f"compute[{gi}].gpus_per_node",
+                    f"host {group_host.name} has no free GPU left for node "
+                    f"{ni + 1} of {group.name} ({len(picked)} of {group.gpus_per_node})",
+                    "lower count or gpus_per_node, or add GPUs to the host",
+                )
                 break
             for address in picked:
-                key = (host.name, address)
+                key = (group_host.name, address)
                 node = f"{group.name} node {ni + 1}"
                 if key in owner:
-                    yield Finding(f"compute[{gi}].gpus", f"GPU {address} on {host.name} is assigned to both "
-                                  f"{owner[key]} and {node}", "a GPU can be passed through to one VM only")
+                    yield Finding(
+                        f"compute[{gi}].gpus",
+                        f"GPU {address} on {group_host.name} is assigned to both {owner[key]} and {node}",
+                        "a GPU can be passed through to one VM only",
+                    )
                 owner.setdefault(key, node)
 
 
@@ -152,47 +207,76 @@ def capacity(spec: ClusterSpec, nodes: list[NodePlan]) -> Iterator[Finding]:
         vcpus = sum(n.vcpus for n in placed)
         memory = sum(n.memory_mib for n in placed)
         if host.usable_cpus <= 0:
-            yield Finding(f"hosts[{hi}].reserve.cpus", f"the reserve keeps all {host.cpu.logical_cpus} CPUs of "
-                          f"{host.name} for the host", "reserve fewer CPUs")
+            yield Finding(
+                f"hosts[{hi}].reserve.cpus",
+                f"the reserve keeps all {host.cpu.logical_cpus} CPUs of {host.name} for the host",
+                "reserve fewer CPUs",
+            )
         if vcpus > host.usable_cpus:
-            yield Finding(f"hosts[{hi}]", f"{vcpus} vCPUs are placed on {host.name}, which has "
-                          f"{host.cpu.logical_cpus} CPUs minus {len(host.reserved_cpus)} reserved = {host.usable_cpus}",
-                          "move VMs to another host, shrink vcpus, or reserve fewer host CPUs")
+            yield Finding(
+                f"hosts[{hi}]",
+                f"{vcpus} vCPUs are placed on {host.name}, which has "
+                f"{host.cpu.logical_cpus} CPUs minus {len(host.reserved_cpus)} reserved = {host.usable_cpus}",
+                "move VMs to another host, shrink vcpus, or reserve fewer host CPUs",
+            )
         if memory > host.usable_memory_mib:
-            yield Finding(f"hosts[{hi}]", f"{memory} MiB of VM memory is placed on {host.name}, which has "
-                          f"{host.memory_mib} MiB minus a {host.reserve.memory_mib} MiB reserve = "
-                          f"{host.usable_memory_mib} MiB", "move VMs to another host or shrink memory_mib")
+            yield Finding(
+                f"hosts[{hi}]",
+                f"{memory} MiB of VM memory is placed on {host.name}, which has "
+                f"{host.memory_mib} MiB minus a {host.reserve.memory_mib} MiB reserve = "
+                f"{host.usable_memory_mib} MiB",
+                "move VMs to another host or shrink memory_mib",
+            )
         bad = [c for c in host.reserved_cpus if c >= host.cpu.logical_cpus]
         if bad:
-            yield Finding(f"hosts[{hi}].reserve.cpus", f"CPUs {bad} do not exist on {host.name} "
-                          f"(0-{host.cpu.logical_cpus - 1})", "list only existing CPUs")
+            yield Finding(
+                f"hosts[{hi}].reserve.cpus",
+                f"CPUs {bad} do not exist on {host.name} (0-{host.cpu.logical_cpus - 1})",
+                "list only existing CPUs",
+            )
         numa_cpus = [c for n in host.numa_nodes for c in n.cpu_list]
         if len(numa_cpus) != len(set(numa_cpus)) or set(numa_cpus) != set(host.cpu_list):
-            yield Finding(f"hosts[{hi}].numa_nodes", "NUMA nodes must list every host CPU exactly once "
-                          f"(0-{host.cpu.logical_cpus - 1})", "paste the output of `python -m hyperscaler inventory`")
+            yield Finding(
+                f"hosts[{hi}].numa_nodes",
+                f"NUMA nodes must list every host CPU exactly once (0-{host.cpu.logical_cpus - 1})",
+                "paste the output of `python -m hyperscaler inventory`",
+            )
 
 
 def services(spec: ClusterSpec, nodes: list[NodePlan]) -> Iterator[Finding]:
     groups = {g.name for g in spec.compute}
     defaults = [i for i, p in enumerate(spec.slurm.partitions) if p.default]
     if len(defaults) > 1:
-        yield Finding(f"slurm.partitions[{defaults[1]}].default", "more than one partition is the default",
-                      "mark exactly one partition default: true")
+        yield Finding(
+            f"slurm.partitions[{defaults[1]}].default",
+            "more than one partition is the default",
+            "mark exactly one partition default: true",
+        )
     names = Counter(p.name for p in spec.slurm.partitions)
     for pi, part in enumerate(spec.slurm.partitions):
         if names[part.name] > 1:
-            yield Finding(f"slurm.partitions[{pi}].name", f"partition {part.name!r} is defined twice",
-                          "give every partition its own name")
+            yield Finding(
+                f"slurm.partitions[{pi}].name",
+                f"partition {part.name!r} is defined twice",
+                "give every partition its own name",
+            )
         for gi, group in enumerate(part.groups):
             if group not in groups:
-                yield Finding(f"slurm.partitions[{pi}].groups[{gi}]", f"compute group {group!r} does not exist",
-                              f"use one of: {', '.join(sorted(groups)) or 'none (add compute groups)'}")
+                yield Finding(
+                    f"slurm.partitions[{pi}].groups[{gi}]",
+                    f"compute group {group!r} does not exist",
+                    f"use one of: {', '.join(sorted(groups)) or 'none (add compute groups)'}",
+                )
     if spec.beegfs.enabled and (spec.storage is None or spec.storage.count == 0):
-        yield Finding("beegfs.enabled", "BeeGFS is enabled but there are no storage nodes",
-                      "set storage.count to 1 or more, or beegfs.enabled: false")
+        yield Finding(
+            "beegfs.enabled",
+            "BeeGFS is enabled but there are no storage nodes",
+            "set storage.count to 1 or more, or beegfs.enabled: false",
+        )
     if not any(n.role is Role.COMPUTE for n in nodes):
-        yield Finding("compute", "the cluster has no compute nodes", "add a compute group with count >= 1",
-                      Severity.WARNING)
+        yield Finding(
+            "compute", "the cluster has no compute nodes", "add a compute group with count >= 1", Severity.WARNING
+        )
 
 
 CHECKS: tuple[Check, ...] = (unique_names, hosts_exist, addresses, gpu_assignment, capacity, services)

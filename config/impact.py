@@ -12,7 +12,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 
-class Impact(str, enum.Enum):
+class Impact(enum.StrEnum):
     """Ordered from harmless to dangerous; a change's impact is the worst of its fields."""
 
     IN_PLACE = "in-place"  # metadata, outputs or a libvirt attribute updated without touching the guest

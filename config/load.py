@@ -6,6 +6,7 @@ finding comes back at once with the stack file, the line where we can tell, and 
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import json
 from dataclasses import dataclass, field
@@ -51,20 +52,44 @@ def read_stack_file(path: Path) -> StackInputs:
     try:
         text = path.read_text()
     except OSError as exc:
-        raise ConfigError(source, [Finding("", f"cannot read the stack file: {exc.strerror}",
-                                           "pass the path of an existing Pulumi.<stack>.yaml")]) from None
+        raise ConfigError(
+            source,
+            [
+                Finding(
+                    "",
+                    f"cannot read the stack file: {exc.strerror}",
+                    "pass the path of an existing Pulumi.<stack>.yaml",
+                )
+            ],
+        ) from None
     try:
         node = yaml.compose(text)
         doc = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise ConfigError(source, [Finding("", f"the file is not valid YAML{where}: {getattr(exc, 'problem', exc)}",
-                                           "check indentation and quoting")]) from None
+        raise ConfigError(
+            source,
+            [
+                Finding(
+                    "",
+                    f"the file is not valid YAML{where}: {getattr(exc, 'problem', exc)}",
+                    "check indentation and quoting",
+                )
+            ],
+        ) from None
     config = doc.get("config") if isinstance(doc, dict) else None
     if not isinstance(config, dict):
-        raise ConfigError(source, [Finding("", "the stack file has no `config:` mapping",
-                                           f"start it with `config:` and put the cluster under `{CLUSTER_KEY}:`")])
+        raise ConfigError(
+            source,
+            [
+                Finding(
+                    "",
+                    "the stack file has no `config:` mapping",
+                    f"start it with `config:` and put the cluster under `{CLUSTER_KEY}:`",
+                )
+            ],
+        )
     findings: list[Finding] = []
     for key in config:
         if str(key).startswith(f"{PROJECT}:") and key not in KNOWN_KEYS:
@@ -73,15 +98,25 @@ def read_stack_file(path: Path) -> StackInputs:
             findings.append(Finding("", f"unknown config key {key!r}", hint))
     cluster = config.get(CLUSTER_KEY)
     if not isinstance(cluster, dict):
-        findings.append(Finding("", f"`{CLUSTER_KEY}` is missing or not a mapping",
-                                "copy Pulumi.dev.yaml and edit it; see docs/configuration.md"))
+        findings.append(
+            Finding(
+                "",
+                f"`{CLUSTER_KEY}` is missing or not a mapping",
+                "copy Pulumi.dev.yaml and edit it; see docs/configuration.md",
+            )
+        )
     secrets: dict[str, str] = {}
     ssh_key = config.get(SSH_KEY_KEY)
     if isinstance(ssh_key, dict) and "secure" in ssh_key:
         secrets[SSH_KEY_KEY] = SECRET_PLACEHOLDER
     elif isinstance(ssh_key, str):
-        findings.append(Finding("", f"{SSH_KEY_KEY} is stored in plain text",
-                                f"store it encrypted: pulumi config set --secret {SSH_KEY_KEY} < ~/.ssh/id_ed25519"))
+        findings.append(
+            Finding(
+                "",
+                f"{SSH_KEY_KEY} is stored in plain text",
+                f"store it encrypted: pulumi config set --secret {SSH_KEY_KEY} < ~/.ssh/id_ed25519",
+            )
+        )
     if findings:
         raise ConfigError(source, findings)
     assert isinstance(cluster, dict)
@@ -121,9 +156,14 @@ def build_spec(inputs: StackInputs) -> LoadedStack:
         raise ConfigError(inputs.source, schema_findings(exc, raw), inputs.lines) from None
     findings = run_checks(spec)
     if SSH_KEY_KEY not in inputs.secrets:
-        findings.append(Finding("", f"{SSH_KEY_KEY} is not set, so configuration steps will log in through "
-                                "ssh-agent (SSH_AUTH_SOCK)",
-                                f"pulumi config set --secret {SSH_KEY_KEY} < ~/.ssh/id_ed25519", Severity.WARNING))
+        findings.append(
+            Finding(
+                "",
+                f"{SSH_KEY_KEY} is not set, so configuration steps will log in through ssh-agent (SSH_AUTH_SOCK)",
+                f"pulumi config set --secret {SSH_KEY_KEY} < ~/.ssh/id_ed25519",
+                Severity.WARNING,
+            )
+        )
     errors = [f for f in findings if f.is_error]
     if errors:
         raise ConfigError(inputs.source, findings, inputs.lines)
@@ -142,17 +182,25 @@ def load_from_pulumi() -> tuple[LoadedStack, Any]:
     cfg = pulumi.Config(PROJECT)
     source = f"Pulumi.{pulumi.get_stack()}.yaml"
     lines: dict[str, int] = {}
-    try:
+    with contextlib.suppress(ConfigError):  # the engine already parsed the file; line numbers are a nicety
         lines = read_stack_file(Path(source)).lines
-    except ConfigError:
-        pass  # the engine already parsed the file; line numbers are a nicety
     try:
         cluster = cfg.get_object("cluster")
     except Exception as exc:  # the engine hands us a string that is not JSON
-        raise ConfigError(source, [Finding("", f"{CLUSTER_KEY} is not a mapping: {exc}", "see Pulumi.dev.yaml")])
+        raise ConfigError(
+            source, [Finding("", f"{CLUSTER_KEY} is not a mapping: {exc}", "see Pulumi.dev.yaml")]
+        ) from None
     if not isinstance(cluster, dict):
-        raise ConfigError(source, [Finding("", f"`{CLUSTER_KEY}` is missing or not a mapping",
-                                           "copy Pulumi.dev.yaml and edit it; see docs/configuration.md")])
+        raise ConfigError(
+            source,
+            [
+                Finding(
+                    "",
+                    f"`{CLUSTER_KEY}` is missing or not a mapping",
+                    "copy Pulumi.dev.yaml and edit it; see docs/configuration.md",
+                )
+            ],
+        )
     private_key = cfg.get_secret("sshPrivateKey")
     secrets = {SSH_KEY_KEY: SECRET_PLACEHOLDER} if private_key is not None else {}
     return build_spec(StackInputs(source, cluster, secrets, lines)), private_key

@@ -43,8 +43,15 @@ PRESETS: dict[str, dict[str, Any]] = {
         ],
         "controller": {"vcpus": 2, "memory_mib": 4096, "disk_gib": 30, "state_disk_gib": 10},
         "compute": [
-            {"name": "gpu", "count": 2, "vcpus": 12, "memory_mib": 49152, "disk_gib": 100, "gpus_per_node": 1,
-             "topology": {"sockets": 1, "cores": 6, "threads": 2}}
+            {
+                "name": "gpu",
+                "count": 2,
+                "vcpus": 12,
+                "memory_mib": 49152,
+                "disk_gib": 100,
+                "gpus_per_node": 1,
+                "topology": {"sockets": 1, "cores": 6, "threads": 2},
+            }
         ],
         "storage": {"count": 1, "vcpus": 2, "memory_mib": 4096, "disk_gib": 20, "data_disks_gib": [200]},
         "mig": {"enabled": True, "layouts": [{"group": "gpu", "profiles": {"3g.40gb": 1, "2g.20gb": 1, "1g.10gb": 2}}]},
@@ -74,17 +81,29 @@ PRESETS: dict[str, dict[str, Any]] = {
             for i in (1, 2, 3)
         ],
         "networks": {
-            "management": {"mode": "bridge", "bridge": "br-mgmt", "cidr": "10.77.0.0/22",
-                           "dns_servers": ["10.77.0.1"]},
+            "management": {"mode": "bridge", "bridge": "br-mgmt", "cidr": "10.77.0.0/22", "dns_servers": ["10.77.0.1"]},
             "interconnect": {"mode": "bridge", "bridge": "br-hpc", "cidr": "10.78.0.0/22"},
         },
         "controller": {"host": "hv1", "vcpus": 8, "memory_mib": 16384, "disk_gib": 50, "state_disk_gib": 50},
-        "storage": {"host": "hv1", "count": 2, "vcpus": 8, "memory_mib": 32768, "disk_gib": 20,
-                    "data_disks_gib": [1000, 1000]},
+        "storage": {
+            "host": "hv1",
+            "count": 2,
+            "vcpus": 8,
+            "memory_mib": 32768,
+            "disk_gib": 20,
+            "data_disks_gib": [1000, 1000],
+        },
         "compute": [
             {"name": "cpu", "count": 4, "host": "hv2", "vcpus": 14, "memory_mib": 57344, "disk_gib": 50},
-            {"name": "gpu", "count": 4, "host": "hv3", "vcpus": 14, "memory_mib": 57344, "disk_gib": 100,
-             "gpus_per_node": 1},
+            {
+                "name": "gpu",
+                "count": 4,
+                "host": "hv3",
+                "vcpus": 14,
+                "memory_mib": 57344,
+                "disk_gib": 100,
+                "gpus_per_node": 1,
+            },
         ],
     },
 }

@@ -11,11 +11,12 @@ import hashlib
 from dataclasses import dataclass, field
 
 from config.models import ClusterSpec, Gpu, Host, VmTopology
+from config.models.nodes import VmSpec
 
 COMPUTE_FIRST_OFFSET = 100
 
 
-class Role(str, enum.Enum):
+class Role(enum.StrEnum):
     CONTROLLER = "controller"
     COMPUTE = "compute"
     STORAGE = "storage"
@@ -105,14 +106,27 @@ def plan_nodes(spec: ClusterSpec) -> list[NodePlan]:
     mgmt, ic = spec.networks.management, spec.networks.interconnect
     nodes: list[NodePlan] = []
 
-    def make(name: str, role: Role, group: str, index: int, vm: object, offset: int, path: str, **extra: object) -> NodePlan:
-        host_name = _host_name(spec, getattr(vm, "host"))
+    def make(
+        name: str, role: Role, group: str, index: int, vm: VmSpec, offset: int, path: str, **extra: object
+    ) -> NodePlan:
+        host_name = _host_name(spec, vm.host)
         return NodePlan(
-            name=name, role=role, group=group, index=index, host=host_name,
-            vcpus=getattr(vm, "vcpus"), memory_mib=getattr(vm, "memory_mib"), disk_gib=getattr(vm, "disk_gib"),
-            image=getattr(vm, "image"), topology=getattr(vm, "guest_topology"), address_offset=offset,
-            mgmt_ip=mgmt.host_address(offset), ic_ip=ic.host_address(offset),
-            mgmt_mac=mac_for(spec.name, name, "mgmt"), ic_mac=mac_for(spec.name, name, "ic"), path=path,
+            name=name,
+            role=role,
+            group=group,
+            index=index,
+            host=host_name,
+            vcpus=vm.vcpus,
+            memory_mib=vm.memory_mib,
+            disk_gib=vm.disk_gib,
+            image=vm.image,
+            topology=vm.guest_topology,
+            address_offset=offset,
+            mgmt_ip=mgmt.host_address(offset),
+            ic_ip=ic.host_address(offset),
+            mgmt_mac=mac_for(spec.name, name, "mgmt"),
+            ic_mac=mac_for(spec.name, name, "ic"),
+            path=path,
             **extra,  # type: ignore[arg-type]
         )
 
@@ -122,8 +136,16 @@ def plan_nodes(spec: ClusterSpec) -> list[NodePlan]:
         st = spec.storage
         for i in range(st.count):
             nodes.append(
-                make(node_name(st.name, i + 1, st.count), Role.STORAGE, st.name, i + 1, st, st.address_offset + i,
-                     "storage", data_disks_gib=tuple(st.data_disks_gib))
+                make(
+                    node_name(st.name, i + 1, st.count),
+                    Role.STORAGE,
+                    st.name,
+                    i + 1,
+                    st,
+                    st.address_offset + i,
+                    "storage",
+                    data_disks_gib=tuple(st.data_disks_gib),
+                )
             )
     gpu_map = assign_gpus(spec)
     offsets = compute_offsets(spec)
@@ -133,8 +155,17 @@ def plan_nodes(spec: ClusterSpec) -> list[NodePlan]:
             addrs = gpu_map.get((gi, i), ())
             gpus = tuple(g for a in addrs if host is not None and (g := host.gpu(a)) is not None)
             nodes.append(
-                make(node_name(group.name, i + 1, group.count), Role.COMPUTE, group.name, i + 1, group,
-                     offsets[gi] + i, f"compute[{gi}]", gpus=gpus, features=tuple(group.features))
+                make(
+                    node_name(group.name, i + 1, group.count),
+                    Role.COMPUTE,
+                    group.name,
+                    i + 1,
+                    group,
+                    offsets[gi] + i,
+                    f"compute[{gi}]",
+                    gpus=gpus,
+                    features=tuple(group.features),
+                )
             )
     return nodes
 

@@ -145,8 +145,9 @@ class HyperscalerMocks(pulumi.runtime.Mocks):
             return _uid(typ, name), state
         return _uid(typ, name), state
 
-    def call(self, args: MockCallArgs) -> dict[str, Any]:
-        return {}
+    def call(self, args: MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]] | None]:
+        # No invoke is used by the program yet; an empty result (not None) is what the mock runtime accepts.
+        return {}, []
 
 
 class RecordingMonitor(MockMonitor):

@@ -52,7 +52,12 @@ def render_user_data(spec: ClusterSpec, node: NodePlan, nodes: list[NodePlan]) -
         "timezone": "UTC",
         "ntp": {"enabled": True},  # munge rejects credentials from nodes whose clocks drift
         "write_files": [
-            {"path": "/etc/hosts", "permissions": "0644", "owner": "root:root", "content": render_hosts_file(spec, nodes)},
+            {
+                "path": "/etc/hosts",
+                "permissions": "0644",
+                "owner": "root:root",
+                "content": render_hosts_file(spec, nodes),
+            },
             {
                 "path": "/etc/ssh/sshd_config.d/50-hyperscaler.conf",
                 "permissions": "0644",

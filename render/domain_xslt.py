@@ -91,7 +91,7 @@ def render_domain_xslt(t: DomainTuning) -> str:
     parts.append(
         '  <xsl:template match="/domain/cpu">\n'
         "    <xsl:copy>\n"
-        '      <xsl:apply-templates select="@*[name() != \'check\' and name() != \'migratable\']"/>\n'
+        "      <xsl:apply-templates select=\"@*[name() != 'check' and name() != 'migratable']\"/>\n"
         '      <xsl:attribute name="check">none</xsl:attribute>\n'
         '      <xsl:apply-templates select="node()[not(self::topology) and not(self::maxphysaddr)]"/>\n'
         f"      {_topology(t)}{extra}\n"
@@ -113,7 +113,7 @@ def render_domain_xslt(t: DomainTuning) -> str:
         devices: list[str] = []
         if t.pcihole64_kib:
             devices.append(
-                '<xsl:if test="not(controller[@type=\'pci\' and @model=\'pcie-root\'])">'
+                "<xsl:if test=\"not(controller[@type='pci' and @model='pcie-root'])\">"
                 '<controller type="pci" index="0" model="pcie-root">'
                 f'<pcihole64 unit="KiB">{t.pcihole64_kib}</pcihole64></controller></xsl:if>'
             )

@@ -43,7 +43,9 @@ class Hugepages(Model):
 
 
 class HostReserve(Model):
-    cpus: CpuSet = setting("0-1", impact=Impact.REPLACE_VM, doc="Host CPUs kept for the host and QEMU emulator threads.")
+    cpus: CpuSet = setting(
+        "0-1", impact=Impact.REPLACE_VM, doc="Host CPUs kept for the host and QEMU emulator threads."
+    )
     memory_mib: MiB = setting(4096, impact=Impact.IN_PLACE, doc="Memory kept for the host; VMs must fit in the rest.")
 
 
@@ -136,4 +138,3 @@ class Host(Model):
 
     def gpu(self, address: str) -> Gpu | None:
         return next((g for g in self.gpus if g.address == address), None)
-

@@ -9,7 +9,7 @@ from pydantic import model_validator
 
 from config.impact import Impact, setting
 from config.models.base import Model
-from config.types import IPv4, Cidr, Hostname, NonEmptyStr, PositiveInt
+from config.types import Cidr, Hostname, IPv4, NonEmptyStr, PositiveInt
 
 
 class DhcpRange(Model):

@@ -9,9 +9,11 @@ from pydantic import AfterValidator, Field, model_validator
 
 from config.impact import Impact, setting
 from config.models.base import Model
-from config.types import IPv4, Count, GiB, Hostname, MiB, NonEmptyStr, PciAddress, PositiveInt
+from config.types import Count, GiB, Hostname, MiB, NonEmptyStr, PciAddress, PositiveInt
 
-_SSH_KEY_RE = re.compile(r"^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(256|384|521)|sk-ssh-ed25519@openssh.com) [A-Za-z0-9+/=]+( .*)?$")
+_SSH_KEY_RE = re.compile(
+    r"^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(256|384|521)|sk-ssh-ed25519@openssh.com) [A-Za-z0-9+/=]+( .*)?$"
+)
 
 
 def _ssh_public_key(value: str) -> str:
@@ -56,8 +58,10 @@ class VmTopology(Model):
         return self.sockets * self.cores * self.threads
 
 
-class _Vm(Model):
-    host: Hostname | None = setting(None, impact=Impact.REPLACE_VM, doc="Host the VM runs on; defaults to the first host.")
+class VmSpec(Model):
+    host: Hostname | None = setting(
+        None, impact=Impact.REPLACE_VM, doc="Host the VM runs on; defaults to the first host."
+    )
     vcpus: PositiveInt
     memory_mib: MiB
     disk_gib: GiB = setting(20, impact=Impact.REPLACE_VM, doc="Root disk size (copy-on-write over the base image).")
@@ -69,7 +73,7 @@ class _Vm(Model):
     )
 
     @model_validator(mode="after")
-    def _topology_matches(self) -> _Vm:
+    def _topology_matches(self) -> VmSpec:
         if self.topology is not None and self.topology.vcpus != self.vcpus:
             raise ValueError(
                 f"topology gives {self.topology.sockets}x{self.topology.cores}x{self.topology.threads}="
@@ -82,7 +86,7 @@ class _Vm(Model):
         return self.topology or VmTopology(sockets=1, cores=self.vcpus, threads=1)
 
 
-class Controller(_Vm):
+class Controller(VmSpec):
     name: Hostname = setting("controller", impact=Impact.REPLACE_VM, doc="Hostname of the SLURM controller.")
     vcpus: PositiveInt = setting(2, impact=Impact.REPLACE_VM, doc="vCPUs.")
     memory_mib: MiB = setting(4096, impact=Impact.REPLACE_VM, doc="Memory.")
@@ -96,7 +100,7 @@ class Controller(_Vm):
     )
 
 
-class ComputeGroup(_Vm):
+class ComputeGroup(VmSpec):
     name: Hostname = setting(impact=Impact.REPLACE_VM, doc="Group name; nodes are named <name>-01, <name>-02...")
     count: Count = setting(impact=Impact.REPLACE_VM, doc="Number of nodes; removing nodes drains them first.")
     vcpus: PositiveInt = setting(impact=Impact.REPLACE_VM, doc="vCPUs per node.")
@@ -124,7 +128,7 @@ class ComputeGroup(_Vm):
         return self
 
 
-class StorageGroup(_Vm):
+class StorageGroup(VmSpec):
     name: Hostname = setting("storage", impact=Impact.REPLACE_VM, doc="Nodes are named <name>-01, <name>-02...")
     count: Count = setting(1, impact=Impact.REPLACE_VM, doc="Number of storage nodes.")
     vcpus: PositiveInt = setting(2, impact=Impact.REPLACE_VM, doc="vCPUs per node.")
@@ -141,4 +145,4 @@ class StorageGroup(_Vm):
 
 
 ImageMap = Annotated[dict[Hostname, BaseImage], Field(min_length=1)]
-__all__ = ["BaseImage", "ComputeGroup", "Controller", "ImageMap", "Ssh", "StorageGroup", "VmTopology"]
+__all__ = ["BaseImage", "ComputeGroup", "Controller", "ImageMap", "Ssh", "StorageGroup", "VmSpec", "VmTopology"]

@@ -13,7 +13,9 @@ from config.topology import Role, plan_nodes
 from hyperscaler.mocks import RecordingMonitor, Registration, contains_secret
 from tests.stacks import STACKS, loaded
 
-PRIVATE_KEY = "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAA-test-only\n-----END OPENSSH PRIVATE KEY-----"
+PRIVATE_KEY = (
+    "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAA-test-only\n-----END OPENSSH PRIVATE KEY-----"
+)
 
 
 def build(monitor: RecordingMonitor, spec: ClusterSpec, private_key: str | None = PRIVATE_KEY) -> list[Registration]:
@@ -94,7 +96,7 @@ def test_domain_wiring(monitor: RecordingMonitor) -> None:
     assert domain["cloudinit"].startswith("/var/lib/libvirt/images/hyperscaler/dev-controller-cloudinit.iso;")
     assert [i["mac"] for i in domain["networkInterfaces"]] == [node.mgmt_mac, node.ic_mac]
     assert domain["networkInterfaces"][0]["addresses"] == [node.mgmt_ip]
-    assert "<topology sockets=\"1\" dies=\"1\" cores=\"2\" threads=\"1\"/>" in domain["xml"]["xslt"]
+    assert '<topology sockets="1" dies="1" cores="2" threads="1"/>' in domain["xml"]["xslt"]
     assert root.urn in by_name[f"dev-{node.name}-domain"].depends_on
     assert root.plain_inputs["baseVolumeId"].endswith("/debian-12-base.qcow2")
     assert root.plain_inputs["size"] == node.disk_gib * 1024**3

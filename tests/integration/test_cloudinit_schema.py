@@ -28,8 +28,9 @@ def test_user_data_passes_cloud_init_schema(stack: str, tmp_path: Path) -> None:
     for node in nodes:
         path = tmp_path / f"{node.name}.yaml"
         path.write_text(render_user_data(spec, node, nodes))
-        proc = subprocess.run([cloud_init(), "schema", "--config-file", str(path)], capture_output=True, text=True,
-                              timeout=60)
+        proc = subprocess.run(
+            [cloud_init(), "schema", "--config-file", str(path)], capture_output=True, text=True, timeout=60
+        )
         assert proc.returncode == 0, f"{node.name}: {proc.stdout}{proc.stderr}"
         assert "Valid cloud-config" in proc.stdout
 
@@ -38,6 +39,7 @@ def test_cloud_init_schema_rejects_a_broken_document(tmp_path: Path) -> None:
     # The check above is only worth something if the tool says no to a bad document.
     path = tmp_path / "bad.yaml"
     path.write_text("#cloud-config\nwrite_files:\n  - content: x\n")
-    proc = subprocess.run([cloud_init(), "schema", "--config-file", str(path)], capture_output=True, text=True,
-                          timeout=60)
+    proc = subprocess.run(
+        [cloud_init(), "schema", "--config-file", str(path)], capture_output=True, text=True, timeout=60
+    )
     assert proc.returncode == 1

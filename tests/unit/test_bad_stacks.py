@@ -17,8 +17,11 @@ BAD = sorted((ROOT / "tests" / "fixtures" / "bad_stacks").glob("*.yaml"))
 
 
 def expectations(path: Path) -> list[str]:
-    return [line.removeprefix("# expect: ").rstrip("\n") for line in path.read_text().splitlines()
-            if line.startswith("# expect: ")]
+    return [
+        line.removeprefix("# expect: ").rstrip("\n")
+        for line in path.read_text().splitlines()
+        if line.startswith("# expect: ")
+    ]
 
 
 def test_there_are_bad_stacks() -> None:
@@ -38,8 +41,13 @@ def test_bad_stack_reports_the_field(path: Path) -> None:
 
 @pytest.mark.parametrize("path", BAD[:6], ids=[p.stem for p in BAD[:6]])
 def test_cli_exits_1_without_traceback(path: Path) -> None:
-    proc = subprocess.run([sys.executable, "-m", "hyperscaler", "validate", "--file", str(path)],
-                          cwd=ROOT, capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-m", "hyperscaler", "validate", "--file", str(path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert "Traceback" not in proc.stderr + proc.stdout
     assert "error:" in proc.stderr and str(path) in proc.stderr
@@ -72,10 +80,16 @@ def test_missing_file_is_a_finding(tmp_path: Path) -> None:
 
 
 def test_bad_usage_exits_2() -> None:
-    proc = subprocess.run([sys.executable, "-m", "hyperscaler", "validate", "no-such-stack"], cwd=ROOT,
-                          capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-m", "hyperscaler", "validate", "no-such-stack"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 2
     assert "known stacks" in proc.stderr
-    proc = subprocess.run([sys.executable, "-m", "hyperscaler", "frobnicate"], cwd=ROOT, capture_output=True,
-                          text=True, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-m", "hyperscaler", "frobnicate"], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
     assert proc.returncode == 2

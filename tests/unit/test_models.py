@@ -14,8 +14,12 @@ KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIEWwoQJm5BAL1DlfU575U2gWJDQ8/y+UHR9nM
 
 
 def minimal(**extra: object) -> dict[str, object]:
-    return {"name": "t", "hosts": [{"name": "h1", "cpu": {"cores_per_socket": 8}, "memory_mib": 32768}],
-            "ssh": {"public_keys": [KEY]}, **extra}
+    return {
+        "name": "t",
+        "hosts": [{"name": "h1", "cpu": {"cores_per_socket": 8}, "memory_mib": 32768}],
+        "ssh": {"public_keys": [KEY]},
+        **extra,
+    }
 
 
 def test_minimal_spec_fills_defaults() -> None:
@@ -47,12 +51,24 @@ def test_hostname_type(field: str, value: str, message: str) -> None:
 
 
 def test_pci_address_accepts_short_form_and_rejects_garbage() -> None:
-    host = Host.model_validate({"name": "h", "cpu": {"cores_per_socket": 2}, "memory_mib": 1024,
-                                "gpus": [{"address": "41:00.0", "model": "h100-80gb", "iommu_group": 1}]})
+    host = Host.model_validate(
+        {
+            "name": "h",
+            "cpu": {"cores_per_socket": 2},
+            "memory_mib": 1024,
+            "gpus": [{"address": "41:00.0", "model": "h100-80gb", "iommu_group": 1}],
+        }
+    )
     assert host.gpus[0].address == "0000:41:00.0"
     with pytest.raises(ValidationError, match="not a PCI address"):
-        Host.model_validate({"name": "h", "cpu": {"cores_per_socket": 2}, "memory_mib": 1024,
-                             "gpus": [{"address": "41:00", "model": "x", "iommu_group": 1}]})
+        Host.model_validate(
+            {
+                "name": "h",
+                "cpu": {"cores_per_socket": 2},
+                "memory_mib": 1024,
+                "gpus": [{"address": "41:00", "model": "x", "iommu_group": 1}],
+            }
+        )
 
 
 def test_cidr_must_be_a_network_address() -> None:

@@ -44,10 +44,15 @@ def test_stack_plans(stack: str, tmp_path: Path) -> None:
 
 def test_dev_plan_tree_lists_every_piece() -> None:
     tree = format_tree(run_plan(ROOT / "Pulumi.dev.yaml").records)
-    for needle in ("hyperscaler:hpc:Controller  dev-controller", "hyperscaler:hpc:StorageNode  dev-storage-01",
-                   "hyperscaler:hpc:ComputeNode  dev-cpu-02", "libvirt:index/network:Network  dev-ws1-net-mgmt",
-                   "libvirt:index/cloudInitDisk:CloudInitDisk  dev-cpu-01-cloudinit",
-                   "libvirt:index/domain:Domain  dev-cpu-01-domain", "[protected]"):
+    for needle in (
+        "hyperscaler:hpc:Controller  dev-controller",
+        "hyperscaler:hpc:StorageNode  dev-storage-01",
+        "hyperscaler:hpc:ComputeNode  dev-cpu-02",
+        "libvirt:index/network:Network  dev-ws1-net-mgmt",
+        "libvirt:index/cloudInitDisk:CloudInitDisk  dev-cpu-01-cloudinit",
+        "libvirt:index/domain:Domain  dev-cpu-01-domain",
+        "[protected]",
+    ):
         assert needle in tree
 
 
@@ -62,8 +67,13 @@ def test_plan_masks_encrypted_secrets(tmp_path: Path) -> None:
 
 
 def test_make_plan_command_runs_as_a_user_would(tmp_path: Path) -> None:
-    proc = subprocess.run([sys.executable, "-m", "hyperscaler", "plan", "dev", "--out", str(tmp_path)], cwd=ROOT,
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "hyperscaler", "plan", "dev", "--out", str(tmp_path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr
     assert "hyperscaler:hpc:HpcCluster  dev" in proc.stdout
     assert (tmp_path / "controller" / "etc" / "hosts").exists()

@@ -42,9 +42,9 @@ def _spec(host: Host) -> ClusterSpec:
     return ClusterSpec.model_construct(name="test", hosts=[host])
 
 
-def _self_host(name: str, **changes: Any) -> Host:
+def _self_host(fixture: str, **changes: Any) -> Host:
     """The fixture's own inventory as a validated Host, with some fields replaced."""
-    data = inventory(HOSTS / name)
+    data = inventory(HOSTS / fixture)
     data.update(changes)
     return Host.model_validate(data)
 
@@ -399,6 +399,14 @@ def test_group_devices_out_of_date_warns() -> None:
     )
     assert results["gpu 0000:01:00.0 group devices"].status == "warn"
     assert "0000:01:00.1" in results["gpu 0000:01:00.0 group devices"].message
+
+
+def test_host_identity_warns_on_another_machine() -> None:
+    other = _self_host("intel-geforce", name="gpu-a01")
+    results = _by_name(run_host_checks(HOSTS / "intel-geforce", other))
+    assert results["host identity"].status == "warn" and "'ws1'" in results["host identity"].message
+    same = _by_name(run_host_checks(HOSTS / "intel-geforce", _self_host("intel-geforce")))
+    assert same["host identity"].status == "pass"
 
 
 def test_unknown_host_name_fails() -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 import yaml
 from lxml import etree
@@ -16,7 +18,7 @@ from tests.stacks import STACKS, loaded
 
 
 @pytest.mark.parametrize("stack", STACKS)
-def test_node_documents_match_golden(stack: str, golden) -> None:
+def test_node_documents_match_golden(stack: str, golden: Callable[[str, str], None]) -> None:
     spec = loaded(stack).spec
     nodes = plan_nodes(spec)
     for node in nodes:
@@ -62,8 +64,10 @@ def test_network_config_pins_interfaces_by_mac() -> None:
 def test_domain_xslt_is_well_formed_and_sets_topology() -> None:
     xslt = render_domain_xslt(DomainTuning(sockets=2, cores=3, threads=2))
     transform = etree.XSLT(etree.fromstring(xslt.encode()))
-    base = etree.fromstring(b"<domain type='kvm'><name>n</name><cpu mode='host-passthrough'>"
-                            b"<topology sockets='9' cores='9' threads='9'/></cpu><devices/></domain>")
+    base = etree.fromstring(
+        b"<domain type='kvm'><name>n</name><cpu mode='host-passthrough'>"
+        b"<topology sockets='9' cores='9' threads='9'/></cpu><devices/></domain>"
+    )
     out = transform(base)
     topo = out.getroot().findall("cpu/topology")
     assert len(topo) == 1 and dict(topo[0].attrib) == {"sockets": "2", "dies": "1", "cores": "3", "threads": "2"}
@@ -80,8 +84,10 @@ def test_domain_xslt_adds_cpu_when_missing() -> None:
 
 def test_network_xslt_narrows_dhcp() -> None:
     transform = etree.XSLT(etree.fromstring(render_network_xslt("10.0.0.200", "10.0.0.250").encode()))
-    base = etree.fromstring(b"<network><name>m</name><ip address='10.0.0.1' prefix='24'><dhcp>"
-                            b"<range start='10.0.0.2' end='10.0.0.254'/></dhcp></ip></network>")
+    base = etree.fromstring(
+        b"<network><name>m</name><ip address='10.0.0.1' prefix='24'><dhcp>"
+        b"<range start='10.0.0.2' end='10.0.0.254'/></dhcp></ip></network>"
+    )
     rng = transform(base).getroot().find("ip/dhcp/range")
     assert (rng.get("start"), rng.get("end")) == ("10.0.0.200", "10.0.0.250")
 

@@ -1,0 +1,59 @@
+# hyperscaler: make setup | make plan STACK=dev | make test
+SHELL := /bin/bash
+STACK ?= dev
+OUT ?= out/$(STACK)
+VENV := .venv
+PY := $(VENV)/bin/python
+APT_SETUP := python3 python3-venv python3-pip
+APT_ALL := $(shell sed -e 's/\#.*//' packages.apt)
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: setup deps plan validate test lint unit integration golden bench clean
+
+# The virtual environment with pinned dependencies; rebuilt when the pins change.
+setup: $(VENV)/.installed
+$(VENV)/.installed: requirements.txt requirements-dev.txt
+	@command -v python3 >/dev/null && python3 -c 'import venv, ensurepip' 2>/dev/null || \
+		{ $(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(APT_SETUP); }
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r requirements-dev.txt
+	touch $@
+
+# Debian packages for the real-software tests (SLURM, libvirt, cloud-init, shellcheck...).
+deps: .deps.stamp
+.deps.stamp: packages.apt
+	$(SUDO) apt-get update -qq
+	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(APT_ALL)
+	touch $@
+
+validate: setup
+	$(PY) -m hyperscaler validate $(STACK)
+
+# The main job: an offline plan of a stack, no hypervisor and no Pulumi CLI needed.
+plan: setup
+	$(PY) -m hyperscaler plan $(STACK) --out $(OUT)
+
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy .
+
+unit: setup
+	$(PY) -m pytest -q -m "not integration"
+
+integration: setup deps
+	$(PY) -m pytest -q -m integration
+
+# Everything: lint, unit, component and integration tests (integration needs root for namespaces).
+test: setup deps lint
+	$(PY) -m pytest -q
+
+golden: setup
+	$(PY) -m pytest -q tests/unit/test_renderers.py --update-golden
+	git diff --stat tests/golden
+
+bench: setup
+	$(PY) bench/run.py
+
+clean:
+	rm -rf out $(VENV) .deps.stamp .pytest_cache .mypy_cache .ruff_cache
