@@ -5,7 +5,10 @@ Changing anything here reconfigures the running cluster; it never replaces a VM.
 
 from __future__ import annotations
 
+import re
 from typing import Literal
+
+from pydantic import field_validator
 
 from config.impact import Impact, setting
 from config.models.base import Model
@@ -29,6 +32,47 @@ class Accounting(Model):
     )
 
 
+# slurm.conf keys the program derives from the rest of the spec. Overriding them would let the file
+# disagree with the VMs, networks or accounting setup, so `slurm.options` refuses them.
+SLURM_OWNED_KEYS = frozenset(
+    k.lower()
+    for k in (
+        "ClusterName",
+        "SlurmctldHost",
+        "ControlMachine",
+        "BackupController",
+        "SlurmUser",
+        "SlurmdUser",
+        "AuthType",
+        "CredType",
+        "StateSaveLocation",
+        "SlurmdSpoolDir",
+        "SlurmctldPidFile",
+        "SlurmdPidFile",
+        "SlurmctldLogFile",
+        "SlurmdLogFile",
+        "SlurmctldPort",
+        "SlurmdPort",
+        "SelectType",
+        "SelectTypeParameters",
+        "ProctrackType",
+        "TaskPlugin",
+        "GresTypes",
+        "AccountingStorageType",
+        "AccountingStorageHost",
+        "AccountingStoragePort",
+        "AccountingStorageTRES",
+        "JobAcctGatherType",
+        "NodeName",
+        "PartitionName",
+        "Include",
+        "DownNodes",
+        "NodeSet",
+        "PlugStackConfig",
+    )
+)
+
+
 class Slurm(Model):
     partitions: list[Partition] = setting(
         [], impact=Impact.RECONFIGURE, doc="Partitions; empty gives 'cpu' (default, all nodes) and 'gpu' if GPUs exist."
@@ -40,6 +84,21 @@ class Slurm(Model):
     options: dict[str, str] = setting(
         {}, impact=Impact.RECONFIGURE, doc="Extra slurm.conf keys merged over the defaults; owned keys are refused."
     )
+
+    @field_validator("options")
+    @classmethod
+    def _not_owned(cls, options: dict[str, str]) -> dict[str, str]:
+        owned = sorted(k for k in options if k.lower() in SLURM_OWNED_KEYS)
+        if owned:
+            raise ValueError(
+                f"{', '.join(owned)} {'is' if len(owned) == 1 else 'are'} set by hyperscaler from the rest of the "
+                "stack file and cannot be overridden; change the matching section (nodes, partitions, accounting)"
+            )
+        bad = sorted(k for k in options if not re.fullmatch(r"[A-Za-z][A-Za-z0-9]*", k))
+        if bad:
+            raise ValueError(f"{', '.join(bad)}: slurm.conf keys are single words of letters and digits")
+        return options
+
     drain_timeout_s: PositiveInt = setting(
         600, impact=Impact.IN_PLACE, doc="How long removing a node waits for its jobs after draining it."
     )

@@ -329,9 +329,7 @@ def test_iommu_off_fails_iommu_checks_and_firmware() -> None:
     assert results["iommu groups"].status == "fail"
     assert "BIOS" in results["iommu groups"].fix
     assert results["gpu 0000:01:00.0 iommu group"].status == "fail"
-    assert (
-        results["uefi firmware"].status == "fail" and "apt-get install ovmf" in results["uefi firmware"].fix
-    )
+    assert results["uefi firmware"].status == "fail" and "apt-get install ovmf" in results["uefi firmware"].fix
     assert exit_code(list(results.values())) == 1
 
 
@@ -394,9 +392,7 @@ def test_configured_gpu_with_wrong_group_model_and_node() -> None:
 
 def test_group_devices_out_of_date_warns() -> None:
     gpu = Gpu(address="0000:01:00.0", model="rtx-4090", iommu_group=12)
-    results = _by_name(
-        run_host_checks(HOSTS / "intel-geforce", _self_host("intel-geforce", gpus=[gpu.model_dump()]))
-    )
+    results = _by_name(run_host_checks(HOSTS / "intel-geforce", _self_host("intel-geforce", gpus=[gpu.model_dump()])))
     assert results["gpu 0000:01:00.0 group devices"].status == "warn"
     assert "0000:01:00.1" in results["gpu 0000:01:00.0 group devices"].message
 
@@ -411,11 +407,7 @@ def test_host_identity_warns_on_another_machine() -> None:
 
 def test_unknown_host_name_fails() -> None:
     results = run_doctor(HOSTS / "intel-geforce", _spec(_self_host("intel-geforce")), "nope")
-    assert (
-        results[0].name == "host in stack file"
-        and results[0].status == "fail"
-        and "ws1" in results[0].message
-    )
+    assert results[0].name == "host in stack file" and results[0].status == "fail" and "ws1" in results[0].message
 
 
 def test_cmdline_variants(tmp_path: Path) -> None:
@@ -456,9 +448,7 @@ def test_memory_and_disk(tmp_path: Path) -> None:
     pool = tmp_path / "var/lib/libvirt/images/hyperscaler"
     pool.mkdir(parents=True)
     assert _by_name(run_host_checks(tmp_path, None, disk_needed_gib=1))["pool disk space"].status == "pass"
-    assert (
-        _by_name(run_host_checks(tmp_path, None, disk_needed_gib=10**9))["pool disk space"].status == "fail"
-    )
+    assert _by_name(run_host_checks(tmp_path, None, disk_needed_gib=10**9))["pool disk space"].status == "fail"
 
 
 def test_libvirt_only_checked_live() -> None:

@@ -1,0 +1,1 @@
+"""hyperscaler: the CLI and host probing of the hyperscaler Pulumi project."""

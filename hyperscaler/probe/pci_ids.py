@@ -1,0 +1,103 @@
+"""PCI vendor/device IDs of GPUs -> catalog model names (config/catalog.py), for `inventory`.
+
+Device IDs follow NVIDIA's mig-parted device filters and the PCI ID database; each entry also has
+the marketing name printed in inventory comments. tests/unit/test_probe.py checks that this table
+and the catalog agree, so adding a GPU to one without the other fails the tests.
+"""
+
+from __future__ import annotations
+
+NVIDIA = 0x10DE
+AMD = 0x1002
+
+# device ID -> (catalog model, human name)
+NVIDIA_GPUS: dict[int, tuple[str, str]] = {
+    0x20B0: ("a100-40gb", "NVIDIA A100 SXM4 40GB"),
+    0x20B1: ("a100-40gb", "NVIDIA A100 PCIe 40GB"),
+    0x20F1: ("a100-40gb", "NVIDIA A100 PCIe 40GB"),
+    0x20F6: ("a100-40gb", "NVIDIA A800 40GB"),
+    0x20B2: ("a100-80gb", "NVIDIA A100 SXM4 80GB"),
+    0x20B5: ("a100-80gb", "NVIDIA A100 PCIe 80GB"),
+    0x20F3: ("a100-80gb", "NVIDIA A800 SXM4 80GB"),
+    0x20F5: ("a100-80gb", "NVIDIA A800 80GB"),
+    0x20B7: ("a30", "NVIDIA A30 24GB"),
+    0x2330: ("h100-80gb", "NVIDIA H100 SXM5 80GB"),
+    0x2331: ("h100-80gb", "NVIDIA H100 PCIe 80GB"),
+    0x2322: ("h100-80gb", "NVIDIA H800 PCIe 80GB"),
+    0x2324: ("h100-80gb", "NVIDIA H800 80GB"),
+    0x2321: ("h100-nvl", "NVIDIA H100 NVL 94GB"),
+    0x233A: ("h100-nvl", "NVIDIA H800 NVL 94GB"),
+    0x2335: ("h200", "NVIDIA H200 SXM 141GB"),
+    0x233B: ("h200", "NVIDIA H200 NVL 141GB"),
+    0x2901: ("b200", "NVIDIA B200 180GB"),
+    0x26B9: ("l40s", "NVIDIA L40S 48GB"),
+    0x2230: ("rtx-a6000", "NVIDIA RTX A6000 48GB"),
+    0x2BB5: ("rtx-pro-6000", "NVIDIA RTX PRO 6000 Blackwell 96GB"),
+    0x2684: ("rtx-4090", "NVIDIA GeForce RTX 4090 24GB"),
+    0x2204: ("rtx-3090", "NVIDIA GeForce RTX 3090 24GB"),
+}
+
+# PCI classes (base class + subclass) a GPU presents: VGA controller and 3D controller.
+GPU_CLASSES = frozenset({"0300", "0302"})
+
+# Names for the classes met in GPU IOMMU groups, used in descriptions and comments.
+CLASS_NAMES: dict[str, str] = {
+    "0106": "SATA controller",
+    "0108": "NVMe controller",
+    "0200": "Ethernet controller",
+    "0207": "InfiniBand controller",
+    "0300": "VGA controller",
+    "0302": "3D controller",
+    "0380": "Display controller",
+    "0403": "Audio device",
+    "0600": "Host bridge",
+    "0604": "PCI bridge",
+    "0c03": "USB controller",
+    "0c05": "SMBus controller",
+    "0c80": "Serial bus controller (USB-C UCSI)",
+}
+
+
+def is_gpu(vendor: int | None, class4: str) -> bool:
+    """NVIDIA or AMD function whose class says VGA or 3D controller."""
+    return vendor in (NVIDIA, AMD) and class4 in GPU_CLASSES
+
+
+def gpu_model_name(vendor: int | None, device: int | None) -> str:
+    """The catalog model for a GPU, or 'nvidia-<device>' / 'amd-<device>' when it is not known."""
+    dev = device if device is not None else 0
+    if vendor == NVIDIA:
+        known = NVIDIA_GPUS.get(dev)
+        return known[0] if known else f"nvidia-{dev:04x}"
+    if vendor == AMD:
+        return f"amd-{dev:04x}"
+    return f"{vendor or 0:04x}-{dev:04x}"
+
+
+def gpu_marketing_name(vendor: int | None, device: int | None) -> str | None:
+    if vendor == NVIDIA and device is not None and device in NVIDIA_GPUS:
+        return NVIDIA_GPUS[device][1]
+    return None
+
+
+def class_name(class4: str) -> str:
+    return CLASS_NAMES.get(class4, f"class {class4}" if class4 else "unknown class")
+
+
+# Extra functions a GPU board exposes next to the GPU (HDMI/DP audio, USB-C, UCSI) share its slot.
+COMPANION_CLASSES = frozenset({"0403", "0c03", "0c80", "0300", "0302"})
+BRIDGE_CLASS = "0604"
+
+
+def group_member_role(gpu_address: str, member_address: str, member_class4: str) -> str:
+    """How another device in a GPU's IOMMU group relates to it: 'companion', 'bridge' or 'foreign'.
+
+    Companions are passed through with the GPU and bridges stay with the host harmlessly; anything
+    else (a SATA controller, a NIC) would have to leave the host too, so the group is not usable.
+    """
+    same_slot = gpu_address.rsplit(".", 1)[0] == member_address.rsplit(".", 1)[0]
+    if same_slot and member_class4 in COMPANION_CLASSES:
+        return "companion"
+    if member_class4 == BRIDGE_CLASS:
+        return "bridge"
+    return "foreign"
