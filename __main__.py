@@ -18,3 +18,4 @@ cluster = HpcCluster(stack.spec.name, HpcClusterArgs(stack.spec, ssh_private_key
 
 pulumi.export("controller_address", cluster.controller_address)
 pulumi.export("nodes", cluster.summary)
+pulumi.export("canary", cluster.slurm.canary)

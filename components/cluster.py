@@ -11,6 +11,7 @@ import pulumi_libvirt as libvirt
 from components.images import ImageStore, ImageStoreArgs
 from components.network import ClusterNetwork, ClusterNetworkArgs
 from components.node import ComputeNode, Controller, DataDisk, Node, NodeArgs, StorageNode
+from components.slurm import SlurmCluster, SlurmClusterArgs
 from config.models import ClusterSpec
 from config.topology import NodePlan, Role, plan_nodes
 from render.access import ssh_route
@@ -89,6 +90,12 @@ class HpcCluster(pulumi.ComponentResource):
                 pulumi.ResourceOptions(parent=self, providers={"libvirt": providers[node_host.name]}),
             )
 
+        self.slurm = SlurmCluster(
+            f"{name}-slurm",
+            SlurmClusterArgs(spec, plans, dict(self.nodes), args.ssh_private_key),
+            pulumi.ResourceOptions(parent=self),
+        )
+
         self.summary = {
             plan.name: {
                 "role": plan.role.value,
@@ -100,4 +107,6 @@ class HpcCluster(pulumi.ComponentResource):
             for plan in plans
         }
         self.controller_address = next(p.mgmt_ip for p in plans if p.role is Role.CONTROLLER)
-        self.register_outputs({"nodes": self.summary, "controller_address": self.controller_address})
+        self.register_outputs(
+            {"nodes": self.summary, "controller_address": self.controller_address, "canary": self.slurm.canary}
+        )

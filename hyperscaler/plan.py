@@ -6,6 +6,7 @@ DIR/resources.json with every resource, its options and its (secret-masked) inpu
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import runpy
@@ -22,8 +23,10 @@ from pulumi.runtime.sync_await import _sync_await
 
 from config import LoadedStack, build_spec, read_stack_file
 from config.load import SECRET_PLACEHOLDER, config_for_mocks
+from config.topology import plan_nodes
 from hyperscaler import mocks
 from hyperscaler.mocks import SECRET_MASK, Registration
+from render.remote import parse_file_marker
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -35,7 +38,6 @@ KEY_INPUTS: dict[str, tuple[str, ...]] = {
     "libvirt:index/volume:Volume": ("name", "size", "source", "format"),
     "libvirt:index/cloudInitDisk:CloudInitDisk": ("name",),
     "libvirt:index/domain:Domain": ("name", "type", "vcpu", "memory", "machine"),
-    "command:remote:Command": ("connection",),
 }
 
 
@@ -72,13 +74,24 @@ def run_plan(stack_file: Path) -> PlanResult:
             outputs[key] = SECRET_MASK if await out.is_secret() else resolved
 
     _sync_await(run_pulumi_func(program))
-    return PlanResult(loaded, list(monitor.records), outputs, collect_files(monitor.records))
+    addresses = {n.mgmt_ip: n.name for n in plan_nodes(loaded.spec)}
+    return PlanResult(loaded, list(monitor.records), outputs, collect_files(monitor.records, addresses))
 
 
-def collect_files(records: list[Registration]) -> dict[str, dict[str, str]]:
-    """Every file a node receives, keyed by node and absolute path on the node."""
+def collect_files(records: list[Registration], addresses: dict[str, str]) -> dict[str, dict[str, str]]:
+    """Every file a node receives, keyed by node and absolute path on the node: the cloud-init seed and
+    its write_files, and every file a remote.Command installs (secret ones masked)."""
     files: dict[str, dict[str, str]] = {}
     for rec in records:
+        if rec.type == "command:remote:Command":
+            marker = parse_file_marker(str(rec.plain_inputs.get("create", "")))
+            if marker is None:
+                continue
+            host = rec.plain_inputs["connection"]["host"]
+            stdin = rec.masked_inputs.get("stdin", "")
+            content = stdin if stdin == SECRET_MASK else (base64.b64decode(stdin).decode() if marker.base64 else stdin)
+            files.setdefault(addresses.get(host, host), {})[marker.path] = content
+            continue
         if rec.type == "libvirt:index/cloudInitDisk:CloudInitDisk":
             inputs = rec.plain_inputs
             user_data = inputs.get("userData", "")
@@ -126,6 +139,9 @@ def format_tree(records: list[Registration]) -> str:
 
 
 def _key_inputs(rec: Registration) -> str:
+    if rec.type == "command:remote:Command":
+        create = str(rec.plain_inputs.get("create", ""))
+        return f"  ({create.split(chr(10), 1)[0].removeprefix('# ')})"
     keys = KEY_INPUTS.get(rec.type, ())
     masked = rec.masked_inputs
     shown = []

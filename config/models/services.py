@@ -99,6 +99,11 @@ class Slurm(Model):
             raise ValueError(f"{', '.join(bad)}: slurm.conf keys are single words of letters and digits")
         return options
 
+    cgroup_plugin: Literal["cgroup/v2", "cgroup/v1", "autodetect"] = setting(
+        "cgroup/v2",
+        impact=Impact.RESTART,
+        doc="CgroupPlugin in cgroup.conf: cgroup/v2 for Debian 12 and other unified-hierarchy guests.",
+    )
     drain_timeout_s: PositiveInt = setting(
         600, impact=Impact.IN_PLACE, doc="How long removing a node waits for its jobs after draining it."
     )

@@ -1,0 +1,97 @@
+# --- hyperscaler script library (render/scripts/lib.sh), included in every remote script ---
+# Services start the way the node's init does: systemd when it is PID 1, the daemon itself otherwise
+# (container-like test nodes). Every function is safe to call twice.
+
+log() { printf '[%s] %s\n' "${SCRIPT_NAME:-hyperscaler}" "$*" >&2; }
+die() { log "FATAL: $*"; exit 1; }
+
+have_systemd() { [ -d /run/systemd/system ]; }
+
+# The state directory remembers what each step last applied, so a second run changes nothing.
+APPLIED_DIR=/var/lib/hyperscaler/applied
+applied_get() { cat "$APPLIED_DIR/$1" 2>/dev/null || true; }
+applied_set() { install -d -m 0700 "$APPLIED_DIR"; printf '%s\n' "$2" > "$APPLIED_DIR/$1.tmp"; mv -f "$APPLIED_DIR/$1.tmp" "$APPLIED_DIR/$1"; }
+
+pidfile_of() {
+  case "$1" in
+    munge) echo /run/munge/munged.pid ;;
+    mariadb) echo /run/mysqld/mysqld.pid ;;
+    *) echo "/run/$1.pid" ;;
+  esac
+}
+
+daemon_of() {
+  case "$1" in
+    munge) echo munged ;;
+    mariadb) echo mariadbd ;;
+    *) echo "$1" ;;
+  esac
+}
+
+svc_running() {
+  if have_systemd; then
+    systemctl is-active --quiet "$1"
+  else
+    local pidfile pid
+    pidfile=$(pidfile_of "$1")
+    [ -s "$pidfile" ] || return 1
+    pid=$(cat "$pidfile")
+    [ -d "/proc/$pid" ] && [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = "$(daemon_of "$1")" ]
+  fi
+}
+
+start_direct() {
+  case "$1" in
+    munge)
+      install -d -o munge -g munge -m 0755 /run/munge
+      runuser -u munge -- /usr/sbin/munged ;;
+    mariadb)
+      install -d -o mysql -g mysql -m 0755 /run/mysqld
+      (setsid /usr/bin/mysqld_safe >/dev/null 2>&1 &) ;;
+    slurmctld | slurmd | slurmdbd)
+      "/usr/sbin/$1" ;;
+    *) die "no direct start for $1" ;;
+  esac
+}
+
+stop_direct() {
+  local pidfile pid
+  pidfile=$(pidfile_of "$1")
+  [ -s "$pidfile" ] || return 0
+  pid=$(cat "$pidfile")
+  if [ -d "/proc/$pid" ] && [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = "$(daemon_of "$1")" ]; then
+    kill "$pid"
+    for _ in $(seq 1 100); do [ -d "/proc/$pid" ] || return 0; sleep 0.1; done
+    die "$1 (pid $pid) did not stop"
+  fi
+}
+
+svc_start() {
+  if have_systemd; then
+    systemctl enable --now "$1"
+  elif ! svc_running "$1"; then
+    start_direct "$1"
+  fi
+}
+
+svc_restart() {
+  if have_systemd; then
+    systemctl enable "$1"
+    systemctl restart "$1"
+  else
+    stop_direct "$1"
+    start_direct "$1"
+  fi
+}
+
+# wait_for DESCRIPTION SECONDS COMMAND...: poll until COMMAND succeeds.
+wait_for() {
+  local what=$1 seconds=$2
+  shift 2
+  local deadline=$((SECONDS + seconds))
+  until "$@" >/dev/null 2>&1; do
+    [ "$SECONDS" -lt "$deadline" ] || die "timed out after ${seconds}s waiting for $what"
+    sleep 0.5
+  done
+}
+# --- end of library ---

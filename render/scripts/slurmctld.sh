@@ -1,0 +1,19 @@
+# Start slurmctld, or restart it when node definitions or restart-class keys changed. Nodes that leave
+# slurm.conf are drained first and their jobs waited for, up to DRAIN_TIMEOUT seconds.
+install -d -o slurm -g slurm -m 0755 "$STATE_SAVE" /var/log/slurm
+if svc_running slurmctld; then
+  if [ "$(applied_get slurmctld)" != "$RESTART_KEY" ]; then
+    known=$(scontrol show node -o 2>/dev/null | sed -n 's/^NodeName=\([^ ]*\).*/\1/p' | sort)
+    wanted=$(printf '%s\n' "$COMPUTE_NODES" | tr ',' '\n' | sort)
+    for node in $(comm -23 <(printf '%s\n' "$known") <(printf '%s\n' "$wanted")); do
+      drain_and_wait "$node"
+    done
+    log "node definitions changed: restarting slurmctld"
+    svc_restart slurmctld
+  fi
+else
+  svc_start slurmctld
+fi
+wait_for "slurmctld to answer" 60 scontrol ping
+applied_set slurmctld "$RESTART_KEY"
+log "slurmctld ready"

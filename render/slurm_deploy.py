@@ -1,0 +1,240 @@
+"""What each node needs for SLURM: files, scripts and the ordered steps that apply them. Pure.
+
+components/slurm.py turns this into remote.Commands; the offline plan and the real-SLURM proof read the
+same steps, so the order tested is the order deployed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import hostlist
+
+from config.models import ClusterSpec
+from config.topology import NodePlan
+from render.common import RenderedFile, content_hash
+from render.remote import render_script
+from render.slurm import (
+    SLURM_ETC,
+    STATE_MOUNT,
+    STATE_SAVE,
+    compute_nodes,
+    controller,
+    gpu_types,
+    partitions,
+    render_cgroup_conf,
+    render_gres_conf,
+    render_slurm_conf,
+    restart_key_lines,
+)
+
+MUNGE_KEY = "/etc/munge/munge.key"
+SLURMDBD_CONF = f"{SLURM_ETC}/slurmdbd.conf"
+MARIADB_CNF = "/etc/mysql/mariadb.conf.d/60-hyperscaler.cnf"
+MYSQL_DATADIR = f"{STATE_MOUNT}/mysql"
+STATE_SERIAL = "hs-state"  # set on the state disk by the domain XSLT; the guest sees /dev/disk/by-id/virtio-<serial>
+MUNGE_KEY_BYTES = 128  # what `mungekey` generates by default (1024 bits)
+CANARY_TIMEOUT_S = 300
+
+
+@dataclass(frozen=True)
+class Step:
+    """One remote command: run `script` on `node` once its files and the steps in `after` exist.
+    It re-runs when the script (parameters included) or any file in `applies` changes."""
+
+    node: str
+    name: str
+    script: RenderedFile
+    applies: tuple[str, ...] = ()  # files this step puts into effect: a change to one re-runs the step
+    needs: tuple[str, ...] = ()  # files that must exist first but whose change the step does not act on
+    after: tuple[str, ...] = ()  # names of earlier steps (on this node unless "node:step")
+    args: tuple[str, ...] = ()
+
+    @property
+    def key(self) -> str:
+        return f"{self.node}:{self.name}"
+
+    @property
+    def requires(self) -> tuple[str, ...]:
+        return tuple(a if ":" in a else f"{self.node}:{a}" for a in self.after)
+
+
+@dataclass(frozen=True)
+class NodeSlurm:
+    node: NodePlan
+    files: tuple[RenderedFile, ...]  # non-secret files; secret ones (munge key, slurmdbd.conf) come at deploy time
+    secret_paths: tuple[str, ...]
+    steps: tuple[Step, ...] = field(default=())
+
+
+def config_files(spec: ClusterSpec, nodes: list[NodePlan]) -> dict[str, RenderedFile]:
+    return {
+        f.path: f
+        for f in (
+            RenderedFile(f"{SLURM_ETC}/slurm.conf", render_slurm_conf(spec, nodes)),
+            RenderedFile(f"{SLURM_ETC}/gres.conf", render_gres_conf(spec, nodes)),
+            RenderedFile(f"{SLURM_ETC}/cgroup.conf", render_cgroup_conf(spec.slurm.cgroup_plugin)),
+        )
+    }
+
+
+def mariadb_cnf(ctl: NodePlan) -> RenderedFile:
+    pool = max(128, min(1024, ctl.memory_mib // 8))  # SchedMD suggests 1 GiB; smaller controllers get less
+    text = (
+        "# Managed by hyperscaler: the accounting DB lives on the protected state volume.\n"
+        "[mysqld]\n"
+        f"datadir = {MYSQL_DATADIR}\n"
+        "bind-address = 127.0.0.1\n"
+        "pid-file = /run/mysqld/mysqld.pid\n"
+        "socket = /run/mysqld/mysqld.sock\n"
+        f"innodb_buffer_pool_size = {pool}M\n"
+        "innodb_log_file_size = 64M\n"
+        "innodb_lock_wait_timeout = 900\n"
+    )
+    return RenderedFile(MARIADB_CNF, text)
+
+
+def restart_key(*texts: str) -> str:
+    return content_hash(*texts)
+
+
+def slurm_plan(spec: ClusterSpec, nodes: list[NodePlan]) -> list[NodeSlurm]:
+    """Controller first, then compute nodes. Storage nodes run no SLURM daemon."""
+    confs = config_files(spec, nodes)
+    slurm_conf = confs[f"{SLURM_ETC}/slurm.conf"].content
+    gres_conf = confs[f"{SLURM_ETC}/gres.conf"].content
+    cgroup_conf = confs[f"{SLURM_ETC}/cgroup.conf"].content
+    ctl = controller(nodes)
+    computes = compute_nodes(nodes)
+    compute_list = str(hostlist.collect_hostlist([n.name for n in computes]))
+    accounting = spec.slurm.accounting.enabled
+    drain = {"DRAIN_TIMEOUT": spec.slurm.drain_timeout_s}
+    conf_paths = tuple(sorted(confs))
+
+    munge = render_script("munge", {})
+    ctl_restart = restart_key("\n".join(restart_key_lines(slurm_conf)))
+    gpu_partition = next((p.name for p in partitions(spec, nodes) if p.name == "gpu"), "")
+    all_gpu_types = sorted({t for n in computes for t in gpu_types(n)})
+
+    ctl_files = [*confs.values(), munge]
+    ctl_steps = [
+        Step(
+            ctl.name,
+            "state-volume",
+            render_script(
+                "state-volume",
+                {
+                    "STATE_DEVICE": f"/dev/disk/by-id/virtio-{STATE_SERIAL}",
+                    "STATE_LABEL": STATE_SERIAL,
+                    "STATE_MOUNT": STATE_MOUNT,
+                },
+            ),
+        ),
+        Step(ctl.name, "munge", munge, applies=(MUNGE_KEY,)),
+    ]
+    secret_paths = [MUNGE_KEY]
+    slurmctld_after = ["state-volume", "munge"]
+    if accounting:
+        ctl_files.append(mariadb_cnf(ctl))
+        secret_paths.append(SLURMDBD_CONF)
+        ctl_steps.append(
+            Step(
+                ctl.name,
+                "accounting",
+                render_script(
+                    "accounting",
+                    {
+                        "MYSQL_DATADIR": MYSQL_DATADIR,
+                        "DB_NAME": spec.slurm.accounting.database,
+                        "CLUSTER_NAME": spec.name,
+                    },
+                ),
+                applies=(SLURMDBD_CONF, MARIADB_CNF),
+                after=("state-volume", "munge"),
+            )
+        )
+        slurmctld_after.append("accounting")
+    ctl_steps.append(
+        Step(
+            ctl.name,
+            "slurmctld",
+            render_script(
+                "slurmctld",
+                {"STATE_SAVE": STATE_SAVE, "RESTART_KEY": ctl_restart, "COMPUTE_NODES": compute_list, **drain},
+                includes=("lib.sh", "slurm-lib.sh"),
+            ),
+            needs=conf_paths,  # restarts follow RESTART_KEY; plain changes are the reconfigure step's job
+            after=tuple(slurmctld_after),
+        )
+    )
+    ctl_files.append(render_script("drain", drain, includes=("lib.sh", "slurm-lib.sh")))
+    # After every slurmd: reconfigure re-reads slurm.conf everywhere, then the canary proves it.
+    slurmd_steps = tuple(f"{n.name}:slurmd" for n in computes)
+    ctl_steps.append(
+        Step(
+            ctl.name,
+            "reconfigure",
+            render_script("reconfigure", {"COMPUTE_NODES": compute_list}),
+            applies=conf_paths,
+            after=("slurmctld", *slurmd_steps),
+        )
+    )
+    if spec.slurm.canary and computes:
+        ctl_steps.append(
+            Step(
+                ctl.name,
+                "canary",
+                render_script(
+                    "canary",
+                    {
+                        "COMPUTE_NODES": compute_list,
+                        "COMPUTE_COUNT": len(computes),
+                        "GPU_TYPES": " ".join(all_gpu_types),
+                        "GPU_PARTITION": gpu_partition,
+                        "CANARY_TIMEOUT": CANARY_TIMEOUT_S,
+                    },
+                ),
+                applies=conf_paths,
+                after=("reconfigure",),
+            )
+        )
+    for step in ctl_steps:
+        if step.script not in ctl_files:
+            ctl_files.append(step.script)
+    result = [NodeSlurm(ctl, tuple(ctl_files), tuple(secret_paths), tuple(ctl_steps))]
+
+    for node in computes:
+        node_line = next(
+            (
+                line
+                for line in slurm_conf.splitlines()
+                if line.startswith("NodeName=")
+                and node.name in hostlist.expand_hostlist(line.split()[0].split("=", 1)[1])
+            ),
+            "",
+        )
+        key = restart_key(node_line, gres_conf, cgroup_conf, "\n".join(restart_key_lines(slurm_conf)))
+        slurmd = render_script("slurmd", {"RESTART_KEY": key})
+        steps = (
+            Step(node.name, "munge", munge, applies=(MUNGE_KEY,)),
+            Step(node.name, "slurmd", slurmd, needs=conf_paths, after=("munge", f"{ctl.name}:slurmctld")),
+        )
+        result.append(NodeSlurm(node, (*confs.values(), munge, slurmd), (MUNGE_KEY,), steps))
+    return result
+
+
+def ordered_steps(plan: list[NodeSlurm]) -> list[Step]:
+    """Every step after the steps it requires (stable: plan order among equals). This is the order the
+    Pulumi graph allows; the real-SLURM proof runs the steps in exactly this order."""
+    pending = [step for node in plan for step in node.steps]
+    done: set[str] = set()
+    ordered: list[Step] = []
+    while pending:
+        ready = [s for s in pending if set(s.requires) <= done]
+        if not ready:
+            raise ValueError(f"steps wait on each other: {[s.key for s in pending]}")
+        for step in ready:
+            ordered.append(step)
+            done.add(step.key)
+        pending = [s for s in pending if s.key not in done]
+    return ordered

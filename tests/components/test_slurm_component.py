@@ -1,0 +1,146 @@
+"""SlurmCluster under mocks: secrets stay secret, triggers follow content, and SLURM changes never touch VMs."""
+
+from __future__ import annotations
+
+import pulumi
+
+from components.cluster import HpcCluster, HpcClusterArgs
+from config.models import ClusterSpec
+from config.presets import apply_preset
+from hyperscaler import mocks
+from hyperscaler.mocks import Registration, contains_secret
+from render.common import content_hash
+
+KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIEWwoQJm5BAL1DlfU575U2gWJDQ8/y+UHR9nMWDIG8eR test"
+PRIVATE_KEY = "-----BEGIN OPENSSH PRIVATE KEY-----\nc2VjcmV0LXRlc3Qta2V5\n-----END OPENSSH PRIVATE KEY-----"
+
+
+def spec_with(**overrides: object) -> ClusterSpec:
+    raw = {"preset": "dev", "name": "dev", "ssh": {"public_keys": [KEY]}, **overrides}
+    return ClusterSpec.model_validate(apply_preset(raw))
+
+
+def run(spec: ClusterSpec) -> dict[str, Registration]:
+    monitor = mocks.install(project="hyperscaler", stack="test")
+
+    @pulumi.runtime.test
+    def program() -> pulumi.Output:
+        cluster = HpcCluster(spec.name, HpcClusterArgs(spec, pulumi.Output.secret(PRIVATE_KEY)))
+        return pulumi.Output.all(*(n.domain_id for n in cluster.nodes.values()))
+
+    program()
+    return {r.name: r for r in monitor.records}
+
+
+def commands(records: dict[str, Registration]) -> dict[str, Registration]:
+    return {n: r for n, r in records.items() if r.type == "command:remote:Command"}
+
+
+def test_slurm_changes_touch_no_vm_and_no_volume() -> None:
+    before = run(spec_with())
+    after = run(
+        spec_with(
+            slurm={
+                "partitions": [{"name": "batch", "default": True, "max_time": "1-00:00:00"}],
+                "options": {"MaxJobCount": "20000"},
+            }
+        )
+    )
+    assert set(before) == set(after)
+    for name, rec in before.items():
+        if rec.type.startswith("libvirt:"):
+            assert rec.plain_inputs == after[name].plain_inputs, f"{name} would change"
+    changed = {n for n, r in commands(before).items() if r.plain_inputs != commands(after)[n].plain_inputs}
+    assert "dev-slurm-controller-etc-slurm-slurm-conf" in changed
+    assert "dev-slurm-controller-reconfigure" in changed
+    # partitions and plain options are reconfigure-class: no daemon restart and no munge or DB step
+    for untouched in (
+        "dev-slurm-controller-munge",
+        "dev-slurm-controller-accounting",
+        "dev-slurm-cpu-01-munge",
+        "dev-slurm-controller-slurmctld",
+        "dev-slurm-cpu-01-slurmd",
+        "dev-slurm-controller-etc-munge-munge-key",
+    ):
+        assert untouched not in changed, untouched
+
+
+def test_node_change_restarts_daemons() -> None:
+    before = commands(run(spec_with()))
+    after = commands(run(spec_with(compute=[{"name": "cpu", "count": 2, "vcpus": 2, "memory_mib": 6144}])))
+    for name in ("dev-slurm-controller-slurmctld", "dev-slurm-cpu-01-slurmd"):
+        assert before[name].plain_inputs["triggers"] != after[name].plain_inputs["triggers"]
+
+
+def test_secrets_are_secret_end_to_end() -> None:
+    records = run(spec_with())
+    cmds = commands(records)
+    key_file = cmds["dev-slurm-controller-etc-munge-munge-key"]
+    dbd_file = cmds["dev-slurm-controller-etc-slurm-slurmdbd-conf"]
+    for rec in (key_file, dbd_file):
+        assert contains_secret(rec.inputs["stdin"]) and contains_secret(rec.inputs["triggers"])
+    assert "StoragePass=" in dbd_file.plain_inputs["stdin"]
+    password = dbd_file.plain_inputs["stdin"].split("StoragePass=", 1)[1].split("\n", 1)[0]
+    munge_key = key_file.plain_inputs["stdin"]
+    assert len(password) == 32
+    for rec in records.values():
+        masked = repr(rec.masked_inputs)
+        for secret in (PRIVATE_KEY.splitlines()[1], password, munge_key[:40]):
+            assert secret not in masked, f"{rec.name} shows a secret"
+        if rec.type == "command:remote:Command":
+            assert contains_secret(rec.inputs["connection"]), f"{rec.name}: the connection carries the key"
+
+
+def test_one_munge_key_for_the_whole_cluster() -> None:
+    cmds = commands(run(spec_with()))
+    keys = {r.plain_inputs["stdin"] for n, r in cmds.items() if n.endswith("-etc-munge-munge-key")}
+    assert len(keys) == 1
+    assert len(next(iter(keys))) == 172  # base64 of 128 bytes
+
+
+def test_steps_wait_for_their_files_and_vms() -> None:
+    records = run(spec_with())
+    cmds = commands(records)
+    urn = {n: r.urn for n, r in records.items()}
+    slurmd = cmds["dev-slurm-cpu-01-slurmd"]
+    for dep in (
+        "dev-slurm-cpu-01-etc-slurm-slurm-conf",
+        "dev-slurm-cpu-01-munge",
+        "dev-slurm-controller-slurmctld",
+        "dev-slurm-cpu-01-usr-local-libexec-hyperscaler-slurmd-sh",
+    ):
+        assert urn[dep] in slurmd.depends_on, dep
+    conf = cmds["dev-slurm-cpu-01-etc-slurm-slurm-conf"]
+    # depends_on a component means on every resource inside it: the files wait for the VM's Domain
+    assert urn["dev-cpu-01-domain"] in conf.depends_on
+    reconfigure = cmds["dev-slurm-controller-reconfigure"]
+    ctl_conf = cmds["dev-slurm-controller-etc-slurm-slurm-conf"]
+    assert content_hash(ctl_conf.plain_inputs["stdin"]) in reconfigure.plain_inputs["triggers"]
+    assert content_hash(conf.plain_inputs["stdin"]) not in slurmd.plain_inputs["triggers"]
+    assert conf.plain_inputs["connection"]["host"] == "10.77.0.100"
+
+
+def test_removing_a_node_drains_it_before_its_vm_goes() -> None:
+    cmds = commands(run(spec_with()))
+    drain = cmds["dev-slurm-cpu-02-drain"]
+    assert drain.plain_inputs["delete"].endswith("/usr/local/libexec/hyperscaler/drain.sh cpu-02")
+    assert drain.plain_inputs["connection"]["host"] == "10.77.0.10"  # runs on the controller
+    assert any(d.endswith("::dev-cpu-02-domain") for d in drain.depends_on)  # deleted before the VM
+
+
+def test_graph_depth_does_not_grow_with_node_count() -> None:
+    def depth(records: dict[str, Registration]) -> int:
+        by_urn = {r.urn: r for r in records.values()}
+        memo: dict[str, int] = {}
+
+        def d(urn: str) -> int:
+            if urn not in memo:
+                rec = by_urn[urn]
+                memo[urn] = 1 + max((d(x) for x in rec.depends_on if x in by_urn), default=0)
+            return memo[urn]
+
+        return max(d(r.urn) for r in records.values())
+
+    small = run(spec_with(compute=[{"name": "cpu", "count": 1, "vcpus": 1, "memory_mib": 1024}]))
+    large = run(spec_with(compute=[{"name": "cpu", "count": 6, "vcpus": 1, "memory_mib": 1024}]))
+    assert depth(small) == depth(large)
