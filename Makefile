@@ -8,7 +8,7 @@ APT_SETUP := python3 python3-venv python3-pip
 APT_ALL := $(shell sed -e 's/\#.*//' packages.apt)
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup deps plan validate test lint unit integration golden bench clean
+.PHONY: setup deps plan validate test lint unit integration golden bench clean docs
 
 # The virtual environment with pinned dependencies; rebuilt when the pins change.
 setup: $(VENV)/.installed
@@ -57,3 +57,6 @@ bench: setup
 
 clean:
 	rm -rf out $(VENV) .deps.stamp .pytest_cache .mypy_cache .ruff_cache
+
+docs: setup
+	$(PY) -m hyperscaler.docgen
