@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -131,10 +133,8 @@ def sigkill(pid: int, start_time: int | None = None) -> None:
     """SIGKILL one process we started, verified by start time so a recycled pid is never hit."""
     if start_time is not None and proc_start_time(pid) != start_time:
         return
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
 
 
 def mounts_under(path: Path) -> list[str]:
@@ -142,7 +142,8 @@ def mounts_under(path: Path) -> list[str]:
     root = str(path.resolve())
     found = []
     for line in Path("/proc/self/mountinfo").read_text().splitlines():
-        mnt = line.split()[4].encode().decode("unicode_escape")
+        # mountinfo escapes space, tab, newline and backslash as \ooo octal.
+        mnt = re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), line.split()[4])
         if mnt == root or mnt.startswith(root + "/"):
             found.append(mnt)
     return sorted(found, key=len, reverse=True)

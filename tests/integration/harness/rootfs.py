@@ -143,7 +143,7 @@ def _build(root: Path, packages: Sequence[str], suite: str, log: Path) -> None:
     with open(log, "a") as fh:
         fh.write(proc.stdout + proc.stderr)
     if proc.returncode != 0:
-        raise HarnessError(f"package install failed (rc={proc.returncode}), see {log}:\n{proc.stderr[-3000:]}")
+        raise HarnessError(f"apt install failed (rc={proc.returncode}), see {log}:\n{proc.stderr[-3000:]}")
     install_s = time.monotonic() - started
 
     # Per-node secrets must not be shared through the lower layer: nodes get fresh host keys, and the
@@ -186,9 +186,10 @@ def ensure_rootfs(
         if final.exists():
             _remove_tree(final)
         tmp = Path(tempfile.mkdtemp(prefix=f"rootfs-{key}.tmp-", dir=base))
+        # mkdtemp makes 0700; the chroot's root must be traversable by _apt, munge, slurm...
+        tmp.chmod(0o755)
         try:
             _build(tmp, packages, suite, base / f"rootfs-{key}.log")
-            tmp.chmod(0o755)
             os.rename(tmp, final)
         except BaseException:
             _remove_tree(tmp)

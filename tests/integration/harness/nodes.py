@@ -1,0 +1,756 @@
+"""N SSH-reachable "nodes" on this machine, for integration tests.
+
+Each node is a network namespace on a private bridge plus its own mount/uts/pid namespaces over an
+overlayfs of the cached rootfs, with `sshd -D` as the pid namespace's init. Verified recipe: section 6
+of /work/shared/reference/sandbox.md.
+
+Nothing here configures SLURM: the project's own scripts do that over SSH.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import re
+import secrets
+import shlex
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType, TracebackType
+from typing import Any
+
+from ._util import (
+    CLEAN_ENV,
+    HarnessError,
+    children_of,
+    mounts_under,
+    proc_alive,
+    proc_start_time,
+    require_root,
+    require_tools,
+    run,
+    sigkill,
+    umount_all_under,
+    wait_for_child,
+)
+from .rootfs import ensure_rootfs
+
+NODE_TOOLS = ("ip", "nsenter", "unshare", "setpriv", "mount", "umount", "ssh", "ssh-keygen", "chroot")
+DEFAULT_PREFIX = "hsci"
+# /run is tmpfs: the registry of live runs disappears on reboot, together with what it describes.
+STATE_DIR = Path("/run/hyperscaler-test")
+RUNS_DIR = STATE_DIR / "runs"
+SUBNET_POOL = "10.211"
+FIRST_HOST_OCTET = 11
+SSH_OPTIONS = (
+    "-F", "/dev/null",
+    "-o", "IdentitiesOnly=yes",
+    "-o", "IdentityAgent=none",
+    "-o", "StrictHostKeyChecking=no",
+    "-o", "UserKnownHostsFile=/dev/null",
+    "-o", "BatchMode=yes",
+    "-o", "LogLevel=ERROR",
+    "-o", "ConnectTimeout=10",
+)  # fmt: skip
+_NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,30}$")
+_PREFIX_RE = re.compile(r"^[a-z]{1,5}$")
+
+
+class NodeCommandError(subprocess.CalledProcessError):
+    """A command on a node failed; the message carries the node name and the command's output."""
+
+    def __init__(self, node: str, cmd: str, proc: subprocess.CompletedProcess[str]) -> None:
+        super().__init__(proc.returncode, cmd, proc.stdout, proc.stderr)
+        self.node = node
+
+    def __str__(self) -> str:
+        return (
+            f"on {self.node}: {self.cmd!r} exited {self.returncode}\n"
+            f"--- stdout ---\n{str(self.stdout)[-3000:]}\n--- stderr ---\n{str(self.stderr)[-3000:]}"
+        )
+
+
+@dataclass
+class Node:
+    """One node. `address` is reachable from the host and from every other node."""
+
+    name: str
+    index: int
+    address: str
+    netns: str
+    veth: str
+    workdir: Path
+    private_key_path: Path
+    init_pid: int | None = None
+    init_start: int | None = None
+    proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+    mux_path: Path | None = None
+    mux_proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+
+    @property
+    def upper(self) -> Path:
+        """The node's writable layer as seen from the host (read-only use while the node runs)."""
+        return self.workdir / "upper"
+
+    @property
+    def log_path(self) -> Path:
+        """sshd's stderr and the namespace setup script's output."""
+        return self.workdir / "node.log"
+
+    def ssh_argv(self, command: str) -> list[str]:
+        # Through the harness's master connection while it lives; otherwise a direct (slower) login.
+        live = self.mux_path is not None and self.mux_proc is not None and self.mux_proc.poll() is None
+        mux = ["-o", f"ControlPath={self.mux_path}", "-o", "ControlMaster=no"] if live else []
+        key = ["-i", str(self.private_key_path)]
+        return ["ssh", *SSH_OPTIONS, *mux, *key, f"root@{self.address}", "--", command]
+
+    def ssh(
+        self,
+        command: str | Sequence[str],
+        *,
+        check: bool = True,
+        timeout: float | None = 60,
+        input: str | bytes | None = None,
+    ) -> subprocess.CompletedProcess[str]:
+        """Run a shell command on the node as root. A sequence is shell-quoted first."""
+        cmd = command if isinstance(command, str) else shlex.join(command)
+        data = input.encode() if isinstance(input, str) else input
+        # stdin is /dev/null unless input is given, so ssh never steals the test runner's stdin.
+        proc = subprocess.run(
+            self.ssh_argv(cmd),
+            input=data,
+            stdin=None if data is not None else subprocess.DEVNULL,
+            capture_output=True,
+            timeout=timeout,
+            env=CLEAN_ENV,
+            check=False,
+        )
+        result = subprocess.CompletedProcess(
+            proc.args,
+            proc.returncode,
+            proc.stdout.decode(errors="replace"),
+            proc.stderr.decode(errors="replace"),
+        )
+        if check and result.returncode != 0:
+            raise NodeCommandError(self.name, cmd, result)
+        return result
+
+    def put_file(self, path: str, data: str | bytes, *, mode: int = 0o644, owner: str = "root") -> None:
+        """Write a file on the node (parents created), through SSH like the real provisioner would."""
+        q = shlex.quote(path)
+        self.ssh(
+            f'set -e; mkdir -p "$(dirname {q})"; umask 077; cat > {q}.hscitmp; '
+            f"chown {shlex.quote(owner)}: {q}.hscitmp; chmod {mode:o} {q}.hscitmp; mv -f {q}.hscitmp {q}",
+            input=data,
+        )
+
+    def read_file(self, path: str) -> str:
+        return self.ssh(["cat", path]).stdout
+
+    def host_pids(self) -> list[int]:
+        """Host-side pids of every process in this node's network namespace (empty once torn down)."""
+        return pids_in_netns(self.netns)
+
+    def nsexec(
+        self, argv: Sequence[str], *, check: bool = True, timeout: float | None = 60
+    ) -> subprocess.CompletedProcess[str]:
+        """Run a command inside the node's namespaces without SSH (for debugging a broken sshd)."""
+        if self.init_pid is None:
+            raise HarnessError(f"node {self.name} is not running")
+        return run(
+            [
+                "nsenter",
+                f"--target={self.init_pid}",
+                "--mount",
+                "--uts",
+                "--net",
+                "--pid",
+                "--root",
+                "--wd",
+                *argv,
+            ],
+            check=check,
+            timeout=timeout,
+        )
+
+
+class Cluster:
+    """A context manager that brings up `n_nodes` nodes and always tears them down.
+
+    >>> with Cluster(3) as cluster:
+    ...     cluster.nodes[0].ssh("hostname").stdout
+    'node1\\n'
+
+    `subnet` ("10.211.5") is picked automatically among free 10.211.X/24 unless given; the host side of
+    the bridge gets .1 and node i gets .(11+i). root's authorized_keys holds the harness's own key
+    (`private_key_path`) plus any `authorized_keys` given. Pass `rootfs=ensure_rootfs(packages=...)`
+    for nodes with more software. Names of everything created on the host start with
+    `prefix` + a random run id, so concurrent runs never collide and stale debris is recognisable.
+    """
+
+    def __init__(
+        self,
+        n_nodes: int = 3,
+        *,
+        names: Sequence[str] | None = None,
+        subnet: str | None = None,
+        prefix: str = DEFAULT_PREFIX,
+        rootfs: Path | None = None,
+        boot_timeout: float = 30.0,
+        tmp_root: Path | None = None,
+        authorized_keys: Sequence[str] = (),
+    ) -> None:
+        names = list(names) if names is not None else [f"node{i + 1}" for i in range(n_nodes)]
+        if len(names) != n_nodes:
+            raise ValueError(f"{n_nodes} nodes but {len(names)} names")
+        if not 1 <= n_nodes <= 200:
+            raise ValueError("n_nodes must be between 1 and 200")
+        bad = [n for n in names if not _NAME_RE.match(n)]
+        if bad or len(set(names)) != len(names):
+            raise ValueError(f"node names must be unique lowercase hostnames: {names}")
+        if not _PREFIX_RE.match(prefix):
+            raise ValueError("prefix must be 1-5 lowercase letters (interface names are limited to 15 chars)")
+        if subnet is not None and not re.fullmatch(r"\d{1,3}\.\d{1,3}\.\d{1,3}", subnet):
+            raise ValueError(f"subnet must look like '10.211.0', got {subnet!r}")
+        self.prefix = prefix
+        self.run_id = secrets.token_hex(3)
+        self.bridge = f"{prefix}{self.run_id}br"
+        self._names = names
+        self._requested_subnet = subnet
+        self._rootfs = rootfs
+        self._boot_timeout = boot_timeout
+        self._tmp_root = tmp_root if tmp_root is not None else _default_tmp_root()
+        self._extra_keys = [k.strip() for k in authorized_keys]
+        self.subnet = ""
+        self.workdir = Path()
+        self.rootfs = Path()
+        self.nodes: list[Node] = []
+        self._registry = RUNS_DIR / f"{prefix}{self.run_id}.json"
+        self._started = False
+        self._closed = False
+
+    # --- public API -------------------------------------------------------------------------------
+
+    @property
+    def host_address(self) -> str:
+        return f"{self.subnet}.1"
+
+    @property
+    def private_key_path(self) -> Path:
+        return self.workdir / "id_ed25519"
+
+    @property
+    def public_key(self) -> str:
+        return (self.workdir / "id_ed25519.pub").read_text().strip()
+
+    def __getitem__(self, key: int | str) -> Node:
+        if isinstance(key, int):
+            return self.nodes[key]
+        for node in self.nodes:
+            if node.name == key:
+                return node
+        raise KeyError(key)
+
+    def hosts_file(self) -> str:
+        lines = [
+            "127.0.0.1 localhost",
+            "::1 localhost ip6-localhost ip6-loopback",
+            f"{self.host_address} harness-host",
+        ]
+        lines += [f"{n.address} {n.name}" for n in self.nodes]
+        return "\n".join(lines) + "\n"
+
+    def ssh_all(self, command: str, **kwargs: Any) -> dict[str, subprocess.CompletedProcess[str]]:
+        """Run the same command on every node in parallel."""
+        with ThreadPoolExecutor(max_workers=len(self.nodes)) as pool:
+            futures = {n.name: pool.submit(n.ssh, command, **kwargs) for n in self.nodes}
+            return {name: f.result() for name, f in futures.items()}
+
+    def __enter__(self) -> Cluster:
+        return self.start()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        try:
+            self.close()
+        except HarnessError:
+            # Never hide the test's own failure behind a teardown complaint.
+            if exc is None:
+                raise
+
+    # --- bring-up ---------------------------------------------------------------------------------
+
+    def start(self) -> Cluster:
+        """Bring the nodes up; on any failure (Ctrl-C included) tear down what exists, then re-raise.
+
+        Call it from a thread that outlives the cluster (pytest's main thread does): the node processes
+        are tied to the starting thread's lifetime so that they cannot outlive a killed harness.
+        """
+        if self._started:
+            raise HarnessError("a Cluster can be started only once")
+        self._started = True
+        try:
+            self._start()
+        except BaseException:
+            with contextlib.suppress(HarnessError):
+                self.close()  # the original error matters more than teardown complaints
+            raise
+        return self
+
+    def _start(self) -> None:
+        require_root()
+        require_tools(NODE_TOOLS)
+        self.rootfs = self._rootfs if self._rootfs is not None else ensure_rootfs()
+        self._tmp_root.mkdir(parents=True, exist_ok=True)
+        with _state_lock():
+            _cleanup_stale_locked(self.prefix)
+            self.subnet = _pick_subnet(self._requested_subnet)
+            self.workdir = Path(tempfile.mkdtemp(prefix=f"{self.prefix}{self.run_id}-", dir=self._tmp_root))
+            self.nodes = [
+                Node(
+                    name=name,
+                    index=i,
+                    address=f"{self.subnet}.{FIRST_HOST_OCTET + i}",
+                    netns=f"{self.prefix}{self.run_id}-{name}",
+                    veth=f"{self.prefix}{self.run_id}v{i}",
+                    workdir=self.workdir / name,
+                    private_key_path=self.workdir / "id_ed25519",
+                )
+                for i, name in enumerate(self._names)
+            ]
+            # The record exists before anything it describes, so debris is always attributable.
+            self._write_registry()
+            run(["ip", "link", "add", self.bridge, "type", "bridge"])
+            run(["ip", "addr", "add", f"{self.host_address}/24", "dev", self.bridge])
+            run(["ip", "link", "set", self.bridge, "up"])
+        run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", f"hyperscaler-test-{self.run_id}",
+             "-f", str(self.private_key_path)])  # fmt: skip
+        for node in self.nodes:
+            self._prepare_upper(node)
+            self._plumb_network(node)
+        for node in self.nodes:
+            self._launch(node)
+        self._write_registry()
+        self._wait_for_ssh()
+
+    def _prepare_upper(self, node: Node) -> None:
+        """Seed the node's upper layer before the overlay is mounted (writing it later is undefined)."""
+        upper = node.upper
+        for sub in ("upper", "work", "merged"):
+            (node.workdir / sub).mkdir(parents=True)
+        for rel in ("etc/ssh", "root/.ssh"):
+            self._mkdirs_like_lower(upper, rel)
+        (upper / "root/.ssh").chmod(0o700)
+        (upper / "etc/hosts").write_text(self.hosts_file())
+        (upper / "etc/hostname").write_text(node.name + "\n")
+        auth = upper / "root/.ssh/authorized_keys"
+        auth.write_text("\n".join([self.public_key, *self._extra_keys]) + "\n")
+        auth.chmod(0o600)
+        key = upper / "etc/ssh/ssh_host_ed25519_key"
+        run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", f"root@{node.name}", "-f", str(key)])
+
+    def _mkdirs_like_lower(self, upper: Path, rel: str) -> None:
+        # A plain upper directory merges with the lower one but its mode/owner win: copy them.
+        parts = Path(rel).parts
+        for depth in range(1, len(parts) + 1):
+            sub = Path(*parts[:depth])
+            target = upper / sub
+            if target.exists():
+                continue
+            target.mkdir()
+            lower = self.rootfs / sub
+            if lower.is_dir():
+                st = lower.stat()
+                os.chown(target, st.st_uid, st.st_gid)
+                target.chmod(st.st_mode & 0o7777)
+
+    def _plumb_network(self, node: Node) -> None:
+        ns = node.netns
+        run(["ip", "netns", "add", ns])
+        run(["ip", "link", "add", node.veth, "type", "veth", "peer", "name", "eth0", "netns", ns])
+        run(["ip", "link", "set", node.veth, "master", self.bridge, "up"])
+        run(["ip", "-n", ns, "addr", "add", f"{node.address}/24", "dev", "eth0"])
+        run(["ip", "-n", ns, "link", "set", "eth0", "up"])
+        run(["ip", "-n", ns, "link", "set", "lo", "up"])
+        run(["ip", "-n", ns, "route", "add", "default", "via", self.host_address])
+
+    def _launch(self, node: Node) -> None:
+        merged = shlex.quote(str(node.workdir / "merged"))
+        overlay = f"lowerdir={self.rootfs},upperdir={node.workdir / 'upper'},workdir={node.workdir / 'work'}"
+        script = f"""set -e
+mount -t overlay overlay -o {shlex.quote(overlay)} {merged}
+mount -t proc proc {merged}/proc
+mount --rbind /sys {merged}/sys
+mount --rbind /dev {merged}/dev
+mount -t tmpfs -o mode=755 tmpfs {merged}/run
+mkdir -p {merged}/run/sshd {merged}/run/lock
+chmod 1777 {merged}/run/lock
+hostname {shlex.quote(node.name)}
+exec chroot {merged} /usr/sbin/sshd -D -e -o ListenAddress={node.address} \\
+    -o HostKey=/etc/ssh/ssh_host_ed25519_key -o MaxSessions=200 -o MaxStartups=100:30:200
+"""
+        # setpriv: the chain gets SIGKILL if the starting thread dies; --kill-child then takes the pid
+        # namespace down with unshare. The mounts live only in the node's private mount namespace, so
+        # they vanish with it and never appear on the host. A new session keeps the terminal's Ctrl-C
+        # away from the nodes so that teardown stays orderly.
+        argv = [
+            "setpriv", "--pdeathsig", "KILL",
+            "nsenter", f"--net=/run/netns/{node.netns}",
+            "unshare", "--mount", "--uts", "--pid", "--fork", "--kill-child=SIGKILL",
+            "--propagation", "private", "sh", "-c", script,
+        ]  # fmt: skip
+        with open(node.log_path, "wb") as log:
+            node.proc = subprocess.Popen(
+                argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=CLEAN_ENV,
+                start_new_session=True,
+            )  # fmt: skip
+        node.init_pid = wait_for_child(node.proc.pid)
+        node.init_start = proc_start_time(node.init_pid)
+
+    def _wait_for_ssh(self) -> None:
+        deadline = time.monotonic() + self._boot_timeout
+        for node in self.nodes:
+            while True:
+                if node.proc is not None and node.proc.poll() is not None:
+                    raise HarnessError(f"node {node.name} died during boot:\n{_tail(node.log_path)}")
+                try:
+                    with socket.create_connection((node.address, 22), timeout=1):
+                        break
+                except OSError:
+                    if time.monotonic() > deadline:
+                        raise HarnessError(
+                            f"sshd on {node.name} ({node.address}) not listening after "
+                            f"{self._boot_timeout}s:\n{_tail(node.log_path)}"
+                        ) from None
+                    time.sleep(0.05)
+        self._start_masters(deadline)
+        # Listening is not answering: prove a key-based login works everywhere.
+        results = self.ssh_all("true", check=False, timeout=self._boot_timeout)
+        failed = {name: r for name, r in results.items() if r.returncode != 0}
+        if failed:
+            details = "\n".join(
+                f"{name}: rc={r.returncode} {r.stderr.strip()}\n{_tail(self[name].log_path)}"
+                for name, r in failed.items()
+            )
+            raise HarnessError(f"ssh login failed on {sorted(failed)}:\n{details}")
+
+    def _start_masters(self, deadline: float) -> None:
+        """One persistent SSH connection per node: a fresh login costs ~0.4 s here, a multiplexed one ~10 ms.
+
+        The masters are our own foreground children (killed in close()), not ControlPersist daemons.
+        """
+        for node in self.nodes:
+            path = self.workdir / f"mux-{node.index}"
+            if len(str(path)) > 100:  # unix socket path limit; stay with direct logins
+                continue
+            argv = [
+                "setpriv", "--pdeathsig", "KILL",
+                "ssh", *SSH_OPTIONS, "-i", str(self.private_key_path), "-M", "-N",
+                "-o", f"ControlPath={path}", "-o", "ControlPersist=no", f"root@{node.address}",
+            ]  # fmt: skip
+            node.mux_proc = subprocess.Popen(
+                argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                env=CLEAN_ENV, start_new_session=True,
+            )  # fmt: skip
+            node.mux_path = path
+        for node in self.nodes:
+            while node.mux_path is not None and not node.mux_path.exists():
+                if node.mux_proc is None or node.mux_proc.poll() is not None or time.monotonic() > deadline:
+                    break  # not fatal: the login check below reports real SSH problems
+                time.sleep(0.01)
+
+    def _write_registry(self) -> None:
+        RUNS_DIR.mkdir(parents=True, exist_ok=True)
+        record = {
+            "run_id": self.run_id,
+            "prefix": self.prefix,
+            "owner_pid": os.getpid(),
+            "owner_start": proc_start_time(os.getpid()),
+            "subnet": self.subnet,
+            "bridge": self.bridge,
+            "workdir": str(self.workdir),
+            "netns": [n.netns for n in self.nodes],
+            "links": [n.veth for n in self.nodes] + [self.bridge],
+            "inits": [[n.init_pid, n.init_start] for n in self.nodes if n.init_pid is not None],
+        }
+        tmp = self._registry.with_suffix(".tmp")
+        tmp.write_text(json.dumps(record, indent=1))
+        tmp.replace(self._registry)
+
+    # --- teardown ---------------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Tear everything down; safe to call twice and after a partial start. Ctrl-C is deferred."""
+        if self._closed or not self._started:
+            return
+        self._closed = True
+        with _sigint_deferred():
+            problems: list[str] = []
+            for node in self.nodes:
+                _stop_master(node)
+            for node in self.nodes:
+                _stop_node(node)
+            for node in self.nodes:
+                problems += _kill_netns_processes(node.netns)
+                run(["ip", "link", "del", node.veth], check=False)
+                run(["ip", "netns", "del", node.netns], check=False)
+            run(["ip", "link", "del", self.bridge], check=False)
+            if self.workdir != Path() and self.workdir.exists():
+                umount_all_under(self.workdir)
+                if mounts_under(self.workdir):
+                    problems.append(f"mounts remain under {self.workdir}: {mounts_under(self.workdir)}")
+                else:
+                    shutil.rmtree(self.workdir, ignore_errors=True)
+            problems += self._leftovers()
+            if not problems:
+                self._registry.unlink(missing_ok=True)
+        if problems:
+            raise HarnessError("teardown left debris (the next run will retry): " + "; ".join(problems))
+
+    def _leftovers(self) -> list[str]:
+        found = []
+        names = _netns_names()
+        links = _link_names()
+        for node in self.nodes:
+            if node.netns in names:
+                found.append(f"netns {node.netns}")
+            if node.veth in links:
+                found.append(f"link {node.veth}")
+            if node.init_pid is not None and proc_alive(node.init_pid, node.init_start):
+                found.append(f"process {node.init_pid}")
+        if self.bridge in links:
+            found.append(f"bridge {self.bridge}")
+        if self.workdir != Path() and self.workdir.exists():
+            found.append(f"dir {self.workdir}")
+        return found
+
+
+# --- teardown helpers (also used for stale runs) -----------------------------------------------------
+
+
+def _stop_master(node: Node) -> None:
+    if node.mux_proc is not None and node.mux_proc.poll() is None:
+        node.mux_proc.kill()
+        node.mux_proc.wait(timeout=5)
+    node.mux_path = None
+
+
+def _stop_node(node: Node) -> None:
+    proc = node.proc
+    init_pid = node.init_pid
+    if init_pid is None and proc is not None and proc.poll() is None:
+        kids = children_of(proc.pid)
+        init_pid = kids[0] if kids else None
+    # SIGKILL the namespace init: unshare and a pid-namespace init both ignore SIGTERM.
+    if init_pid is not None:
+        sigkill(init_pid, node.init_start)
+    if proc is not None:
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            proc.kill()  # our own direct child; --kill-child takes its namespace with it
+            proc.wait(timeout=5)
+
+
+def _netns_inode(name: str) -> int | None:
+    try:
+        return os.stat(f"/run/netns/{name}").st_ino
+    except FileNotFoundError:
+        return None
+
+
+def _pids_in_netns(inode: int) -> list[int]:
+    pids = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            if os.stat(f"/proc/{entry}/ns/net").st_ino == inode:
+                pids.append(int(entry))
+        except (FileNotFoundError, ProcessLookupError, PermissionError):
+            continue
+    return pids
+
+
+def pids_in_netns(netns: str) -> list[int]:
+    inode = _netns_inode(netns)
+    return [] if inode is None else [p for p in _pids_in_netns(inode) if proc_alive(p)]
+
+
+def _kill_netns_processes(netns: str, timeout: float = 5.0) -> list[str]:
+    """SIGKILL whatever still runs in one of *our* network namespaces (e.g. via nsenter --net)."""
+    inode = _netns_inode(netns)
+    if inode is None:
+        return []
+    deadline = time.monotonic() + timeout
+    while True:
+        pids = [p for p in _pids_in_netns(inode) if proc_alive(p)]
+        if not pids:
+            return []
+        if time.monotonic() > deadline:
+            return [f"processes {pids} in netns {netns}"]
+        for pid in pids:
+            sigkill(pid)
+        time.sleep(0.05)
+
+
+def _netns_names() -> set[str]:
+    try:
+        return set(os.listdir("/run/netns"))
+    except FileNotFoundError:
+        return set()
+
+
+def _link_names() -> set[str]:
+    out = run(["ip", "-o", "link", "show"]).stdout
+    # "7: hsciab12cdv0@if2: <...>" -> "hsciab12cdv0"
+    return {line.split(":")[1].strip().split("@")[0] for line in out.splitlines() if ":" in line}
+
+
+def _default_tmp_root() -> Path:
+    return Path(os.environ.get("HYPERSCALER_TEST_TMP", tempfile.gettempdir()))
+
+
+@contextlib.contextmanager
+def _state_lock() -> Iterator[None]:
+    STATE_DIR.mkdir(parents=True, exist_ok=True)
+    with open(STATE_DIR / "lock", "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+@contextlib.contextmanager
+def _sigint_deferred() -> Iterator[None]:
+    """Hold Ctrl-C until teardown has finished, then re-raise it."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    pending: list[int] = []
+
+    def remember(signum: int, frame: FrameType | None) -> None:
+        pending.append(signum)
+
+    previous = signal.signal(signal.SIGINT, remember)
+    try:
+        yield
+    finally:
+        restore: Callable[[int, FrameType | None], Any] | int = (
+            previous if previous is not None else signal.default_int_handler
+        )
+        signal.signal(signal.SIGINT, restore)
+        if pending:
+            raise KeyboardInterrupt
+
+
+def _used_subnets() -> set[str]:
+    used = set()
+    out = run(["ip", "-4", "-o", "addr", "show"]).stdout
+    for m in re.finditer(r"inet (\d+\.\d+\.\d+)\.\d+/", out):
+        used.add(m.group(1))
+    for record in _read_registry():
+        if record.get("subnet"):
+            used.add(str(record["subnet"]))
+    return used
+
+
+def _pick_subnet(requested: str | None) -> str:
+    used = _used_subnets()
+    if requested is not None:
+        if requested in used:
+            raise HarnessError(f"subnet {requested}.0/24 is already in use on this host")
+        return requested
+    for third in range(256):
+        candidate = f"{SUBNET_POOL}.{third}"
+        if candidate not in used:
+            return candidate
+    raise HarnessError(f"no free /24 left in {SUBNET_POOL}.0.0/16")
+
+
+def _read_registry() -> list[dict[str, Any]]:
+    records = []
+    for path in sorted(RUNS_DIR.glob("*.json")) if RUNS_DIR.exists() else []:
+        try:
+            record = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        record["_path"] = str(path)
+        records.append(record)
+    return records
+
+
+def cleanup_stale(prefix: str = DEFAULT_PREFIX) -> list[str]:
+    """Remove what dead harness runs with this prefix left behind; returns a description of it.
+
+    Only things named `<prefix><6 hex run id>...` whose owning process is gone are touched, and the only
+    processes killed are those inside such a network namespace.
+    """
+    require_root()
+    with _state_lock():
+        return _cleanup_stale_locked(prefix)
+
+
+def _cleanup_stale_locked(prefix: str) -> list[str]:
+    if not _PREFIX_RE.match(prefix):
+        raise ValueError(f"bad prefix {prefix!r}")
+    # Anchored on the exact shapes we create, so one prefix never matches another prefix's names.
+    netns_or_dir = re.compile(rf"^{prefix}([0-9a-f]{{6}})-")
+    link = re.compile(rf"^{prefix}([0-9a-f]{{6}})(?:br|v\d+)$")
+    removed: list[str] = []
+    live: set[str] = set()
+    stale_records = []
+    for record in _read_registry():
+        if record.get("prefix") != prefix:
+            continue
+        if proc_alive(int(record["owner_pid"]), record.get("owner_start")):
+            live.add(str(record["run_id"]))
+        else:
+            stale_records.append(record)
+
+    def is_stale(name: str, pattern: re.Pattern[str] = netns_or_dir) -> bool:
+        m = pattern.match(name)
+        return m is not None and m.group(1) not in live
+
+    for ns in sorted(n for n in _netns_names() if is_stale(n)):
+        _kill_netns_processes(ns)
+        run(["ip", "netns", "del", ns], check=False)
+        removed.append(f"netns {ns}")
+    for name in sorted(n for n in _link_names() if is_stale(n, link)):
+        run(["ip", "link", "del", name], check=False)
+        removed.append(f"link {name}")
+    dirs = {Path(str(r["workdir"])) for r in stale_records if r.get("workdir")}
+    dirs |= {p for p in _default_tmp_root().glob(f"{prefix}*") if p.is_dir() and is_stale(p.name)}
+    for d in sorted(dirs):
+        if not is_stale(d.name) or not d.exists():
+            continue
+        umount_all_under(d)
+        if not mounts_under(d):
+            shutil.rmtree(d, ignore_errors=True)
+            removed.append(f"dir {d}")
+    for record in stale_records:
+        Path(record["_path"]).unlink(missing_ok=True)
+    return removed
+
+
+def _tail(path: Path, lines: int = 30) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except FileNotFoundError:
+        return "(no log)"
+
+
+__all__ = ["NODE_TOOLS", "Cluster", "Node", "NodeCommandError", "cleanup_stale", "pids_in_netns"]
