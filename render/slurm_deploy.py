@@ -113,7 +113,9 @@ def slurm_plan(spec: ClusterSpec, nodes: list[NodePlan]) -> list[NodeSlurm]:
 
     munge = render_script("munge", {})
     ctl_restart = restart_key("\n".join(restart_key_lines(slurm_conf)))
-    gpu_partition = next((p.name for p in partitions(spec, nodes) if p.name == "gpu"), "")
+    gpu_groups = {n.group for n in computes if n.gpus}
+    with_gpus = [p.name for p in partitions(spec, nodes) if not p.groups or gpu_groups & set(p.groups)]
+    gpu_partition = "gpu" if "gpu" in with_gpus else next(iter(with_gpus), "")
     all_gpu_types = sorted({t for n in computes for t in gpu_types(n)})
 
     ctl_files = [*confs.values(), munge]

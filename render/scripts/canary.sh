@@ -8,7 +8,7 @@ first_job_s=$((SECONDS - start))
 uptime_s=$(cut -d. -f1 /proc/uptime)
 gpu_results=""
 for gtype in $GPU_TYPES; do
-  visible=$(srun -N1 -p "$GPU_PARTITION" --gres="gpu:$gtype:1" --time=5 printenv CUDA_VISIBLE_DEVICES)
+  visible=$(srun -N1 ${GPU_PARTITION:+-p "$GPU_PARTITION"} --gres="gpu:$gtype:1" --time=5 printenv CUDA_VISIBLE_DEVICES)
   gpu_results="$gpu_results\"$gtype\": \"$visible\", "
 done
 printf '{"nodes": "%s", "first_job_seconds": %s, "controller_uptime_seconds": %s, "gpu": {%s}}\n' \

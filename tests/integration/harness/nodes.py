@@ -23,7 +23,7 @@ import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -210,6 +210,8 @@ class Cluster:
         boot_timeout: float = 30.0,
         tmp_root: Path | None = None,
         authorized_keys: Sequence[str] = (),
+        fake_gpus: Mapping[str, int] | None = None,
+        disks: Mapping[str, Mapping[str, int]] | None = None,
     ) -> None:
         names = list(names) if names is not None else [f"node{i + 1}" for i in range(n_nodes)]
         if len(names) != n_nodes:
@@ -232,6 +234,13 @@ class Cluster:
         self._boot_timeout = boot_timeout
         self._tmp_root = tmp_root if tmp_root is not None else _default_tmp_root()
         self._extra_keys = [k.strip() for k in authorized_keys]
+        self._fake_gpus = dict(fake_gpus or {})
+        # node -> {path inside the node's /dev, e.g. "disk/by-id/virtio-hs-state": size in MiB}
+        self._disks = {node: dict(d) for node, d in (disks or {}).items()}
+        self._loops: dict[str, dict[str, str]] = {}  # node -> {path in /dev: host loop device}
+        unknown = sorted((set(self._fake_gpus) | set(self._disks)) - set(names))
+        if unknown:
+            raise ValueError(f"fake_gpus or disks name unknown nodes: {unknown}")
         self.subnet = ""
         self.workdir = Path()
         self.rootfs = Path()
@@ -340,6 +349,7 @@ class Cluster:
         for node in self.nodes:
             self._prepare_upper(node)
             self._plumb_network(node)
+            self._attach_disks(node)
         for node in self.nodes:
             self._launch(node)
         self._write_registry()
@@ -393,7 +403,7 @@ class Cluster:
 mount -t overlay overlay -o {shlex.quote(overlay)} {merged}
 mount -t proc proc {merged}/proc
 mount --rbind /sys {merged}/sys
-mount --rbind /dev {merged}/dev
+{self._dev_setup(node, merged)}
 mount -t tmpfs -o mode=755 tmpfs {merged}/run
 mkdir -p {merged}/run/sshd {merged}/run/lock
 chmod 1777 {merged}/run/lock
@@ -418,6 +428,41 @@ exec chroot {merged} /usr/sbin/sshd -D -e -o ListenAddress={node.address} \\
             )  # fmt: skip
         node.init_pid = wait_for_child(node.proc.pid)
         node.init_start = proc_start_time(node.init_pid)
+
+    def _attach_disks(self, node: Node) -> None:
+        """Sparse files on loop devices, to stand in for a VM's virtio disks (the node sees them by-id)."""
+        for rel, size_mib in sorted(self._disks.get(node.name, {}).items()):
+            image = node.workdir / f"disk-{rel.replace('/', '_')}.img"
+            with open(image, "wb") as handle:
+                handle.truncate(size_mib * 1024 * 1024)
+            loop = run(["losetup", "--find", "--show", str(image)]).stdout.strip()
+            self._loops.setdefault(node.name, {})[rel] = loop
+
+    def _dev_setup(self, node: Node, merged: str) -> str:
+        """The host's /dev, or for a node with fake GPUs or disks a private /dev holding /dev/nvidia0..N-1
+        (character devices with NVIDIA's major 195) and the disks, so the host's /dev is never written."""
+        count = self._fake_gpus.get(node.name, 0)
+        loops = self._loops.get(node.name, {})
+        if not count and not loops:
+            return f"mount --rbind /dev {merged}/dev"
+        lines = [f"mount -t tmpfs -o mode=755,size=1m tmpfs {merged}/dev"]
+        for dev in ("null", "zero", "full", "random", "urandom", "tty"):
+            lines += [f"touch {merged}/dev/{dev}", f"mount --bind /dev/{dev} {merged}/dev/{dev}"]
+        lines += [
+            f"mkdir -m 755 {merged}/dev/pts {merged}/dev/shm",
+            f"mount -t devpts -o newinstance,ptmxmode=0666,mode=620 devpts {merged}/dev/pts",
+            f"ln -s pts/ptmx {merged}/dev/ptmx",
+            f"mount -t tmpfs -o mode=1777 tmpfs {merged}/dev/shm",
+            f"ln -s /proc/self/fd {merged}/dev/fd",
+            f"ln -s /proc/self/fd/0 {merged}/dev/stdin",
+            f"ln -s /proc/self/fd/1 {merged}/dev/stdout",
+            f"ln -s /proc/self/fd/2 {merged}/dev/stderr",
+        ]
+        lines += [f"mknod -m 666 {merged}/dev/nvidia{i} c 195 {i}" for i in range(count)]
+        for rel, loop in sorted(loops.items()):
+            target = f"{merged}/dev/{rel}"
+            lines += [f"mkdir -p $(dirname {target})", f"touch {target}", f"mount --bind {loop} {target}"]
+        return "\n".join(lines)
 
     def _wait_for_ssh(self) -> None:
         deadline = time.monotonic() + self._boot_timeout
@@ -506,6 +551,12 @@ exec chroot {merged} /usr/sbin/sshd -D -e -o ListenAddress={node.address} \\
                 problems += _kill_netns_processes(node.netns)
                 run(["ip", "link", "del", node.veth], check=False)
                 run(["ip", "netns", "del", node.netns], check=False)
+            # The nodes' mount namespaces are gone, so nothing holds the loop devices any more.
+            for loops in self._loops.values():
+                for loop in loops.values():
+                    if run(["losetup", "-d", loop], check=False).returncode != 0:
+                        problems.append(f"loop device {loop} still attached")
+            self._loops = {}
             run(["ip", "link", "del", self.bridge], check=False)
             if self.workdir != Path() and self.workdir.exists():
                 umount_all_under(self.workdir)

@@ -161,8 +161,9 @@ def parse_slurm_conf(text: str) -> ConfInfo:
     return info
 
 
-def _rewrite(text: str, overrides: dict[str, str]) -> str:
-    """Replace (or append) single-key lines, matching keys case-insensitively like slurmctld does."""
+def _rewrite(text: str, overrides: dict[str, str | None]) -> str:
+    """Replace (or append) single-key lines, matching keys case-insensitively like slurmctld does.
+    A value of None drops the key."""
     lower = {k.lower(): (k, v) for k, v in overrides.items()}
     seen: set[str] = set()
     out = []
@@ -171,11 +172,12 @@ def _rewrite(text: str, overrides: dict[str, str]) -> str:
         key = m.group(1).lower() if m else ""
         if key in lower:
             name, value = lower[key]
-            out.append(f"{name}={value}")
+            if value is not None:
+                out.append(f"{name}={value}")
             seen.add(key)
         else:
             out.append(line)
-    out += [f"{name}={value}" for key, (name, value) in lower.items() if key not in seen]
+    out += [f"{name}={value}" for key, (name, value) in lower.items() if key not in seen and value is not None]
     return "\n".join(out) + "\n"
 
 
@@ -246,7 +248,7 @@ def _check(
     (munge / "key").write_bytes(os.urandom(1024))
     (munge / "key").chmod(0o400)
 
-    overrides = {
+    overrides: dict[str, str | None] = {
         "SlurmctldPidFile": str(pid_file),
         "StateSaveLocation": str(state),
         "SlurmctldLogFile": str(log),
@@ -263,6 +265,8 @@ def _check(
         overrides["JobCompLoc"] = str(tmp / "jobcomp.txt")
     if offline_acct and info.get("AccountingStorageType").lower() == "accounting_storage/slurmdbd":
         overrides["AccountingStorageType"] = "accounting_storage/none"
+        # Tracking TRES (gres/gpu) needs slurmdbd, so it goes too; the rest of the file is checked as is.
+        overrides["AccountingStorageTRES"] = None
         notes.append("validator: accounting_storage/slurmdbd replaced by accounting_storage/none")
     conf = tmp / "slurm.conf"
     conf.write_text(_rewrite(conf_text, overrides))

@@ -1,0 +1,215 @@
+"""Tier four: the program's own SLURM files and scripts, run on a real SLURM cluster of namespaced nodes.
+
+The stack below is planned under the mocks; every remote.Command it records is replayed over SSH in
+dependency order (tests/integration/replay.py). Nodes are network/mount/pid namespaces over a Debian
+rootfs with slurm-wlm, slurmdbd, munge and MariaDB, as a golden image would carry them; the controller's
+state volume is a loop device seen at /dev/disk/by-id/virtio-hs-state, and GPU nodes see fake
+/dev/nvidia0-1. What cannot run here: systemd (the scripts take their no-systemd path) and cgroup v2
+(this host is cgroup v1, so the stack sets slurm.cgroup_plugin: cgroup/v1).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import yaml
+
+from config.topology import plan_nodes
+from hyperscaler.plan import PlanResult, run_plan
+from render.slurm import render_cgroup_conf, render_gres_conf, render_slurm_conf
+from tests.integration.harness.nodes import Cluster
+from tests.integration.harness.slurmctld_check import check_slurm_conf
+from tests.integration.replay import Ran, replay
+from tests.stacks import STACKS, loaded
+
+pytestmark = pytest.mark.integration
+
+NAMES = ["controller", "gpu-01", "gpu-02"]
+
+
+def proof_stack(cluster: Cluster, tmp: Path, **slurm: object) -> Path:
+    host_gpus = [
+        {"address": f"0000:{b:02x}:00.0", "model": "h100-80gb", "iommu_group": b} for b in (0x41, 0x42, 0x61, 0x62)
+    ]
+    cluster_cfg = {
+        "name": "proof",
+        "hosts": [{"name": "hv", "cpu": {"cores_per_socket": 16}, "memory_mib": 65536, "gpus": host_gpus}],
+        "networks": {"management": {"cidr": f"{cluster.subnet}.0/24"}},
+        "ssh": {"user": "root", "public_keys": [cluster.public_key]},
+        "controller": {"vcpus": 1, "memory_mib": 2048, "address_offset": 11},
+        "compute": [
+            {"name": "gpu", "count": 2, "vcpus": 2, "memory_mib": 2048, "gpus_per_node": 2, "address_offset": 12}
+        ],
+        "storage": None,
+        "beegfs": {"enabled": False},
+        # This host mounts cgroup v1; Debian 12 guests get the default cgroup/v2.
+        "slurm": {"cgroup_plugin": "cgroup/v1", "drain_timeout_s": 20, **slurm},
+    }
+    path = tmp / "Pulumi.proof.yaml"
+    path.write_text(yaml.safe_dump({"config": {"hyperscaler:cluster": cluster_cfg}}))
+    return path
+
+
+@dataclass
+class Proof:
+    cluster: Cluster
+    tmp: Path
+    plan: PlanResult
+    ran: list[Ran]
+
+    def ssh(self, host: str, command: str, stdin: str | None) -> subprocess.CompletedProcess[str]:
+        node = next(n for n in self.cluster.nodes if n.address == host)
+        return node.ssh(command, check=False, timeout=300, input=stdin)
+
+    def on(self, node: str, command: str) -> str:
+        return self.cluster[node].ssh(command, timeout=120).stdout
+
+    def snapshot(self) -> dict[str, str]:
+        """Daemon pids and checksums of every managed file: what 'changes nothing' means."""
+        state = {}
+        for node in NAMES:
+            state[f"{node}:pids"] = self.on(
+                node,
+                "for p in munged slurmctld slurmd slurmdbd mariadbd; do "
+                "echo $p $(pgrep -x $p | sort | tr '\\n' ' '); done",
+            )
+            state[f"{node}:files"] = self.on(
+                node,
+                "find /etc/slurm /etc/munge /usr/local/libexec/hyperscaler "
+                "/etc/fstab /var/lib/hyperscaler/applied -type f "
+                "-exec sha256sum {} + 2>/dev/null | sort",
+            )
+        return state
+
+
+@pytest.fixture(scope="module")
+def proof(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proof]:
+    tmp = tmp_path_factory.mktemp("proof")
+    with Cluster(
+        3, names=NAMES, fake_gpus={"gpu-01": 2, "gpu-02": 2}, disks={"controller": {"disk/by-id/virtio-hs-state": 256}}
+    ) as cluster:
+        result = run_plan(proof_stack(cluster, tmp))
+        p = Proof(cluster, tmp, result, [])
+        started = time.monotonic()
+        p.ran = replay(result.records, p.ssh)
+        print(f"replayed {len(p.ran)} commands in {time.monotonic() - started:.1f}s")
+        yield p
+
+
+def test_every_node_is_idle(proof: Proof) -> None:
+    out = proof.on("controller", "sinfo -h -N -o '%N %t' | sort -u")  # -N lists a node once per partition
+    assert sorted(out.split("\n")[:-1]) == ["gpu-01 idle", "gpu-02 idle"], out
+
+
+def test_srun_reaches_every_compute_node(proof: Proof) -> None:
+    out = proof.on("controller", "srun -N2 sh -c 'echo $SLURMD_NODENAME' | sort")
+    assert out.split() == ["gpu-01", "gpu-02"]
+
+
+def test_gres_job_sees_its_gpus(proof: Proof) -> None:
+    assert proof.on("controller", "srun -N1 --gres=gpu:h100:2 printenv CUDA_VISIBLE_DEVICES").strip() == "0,1"
+    assert proof.on("controller", "srun -N1 --gres=gpu:1 printenv CUDA_VISIBLE_DEVICES").strip() == "0"
+
+
+def test_over_request_fails(proof: Proof) -> None:
+    for request in ("--gres=gpu:3", "--gres=gpu:a100:1", "--mem=4000"):
+        proc = proof.cluster["controller"].ssh(f"srun {request} true", check=False, timeout=60)
+        assert proc.returncode != 0, request
+        assert "Requested node configuration is not available" in proc.stderr, proc.stderr
+
+
+def test_accounting_lists_jobs(proof: Proof) -> None:
+    proof.on("controller", "srun -N1 -J acct-probe true; srun -N1 -J acct-fail false || true")
+    deadline = time.monotonic() + 30
+    while True:
+        out = proof.on("controller", "sacct -a -n -P -X -o JobName,State,ExitCode")
+        if "acct-probe|COMPLETED|0:0" in out and "acct-fail|FAILED|1:0" in out:
+            break
+        assert time.monotonic() < deadline, out
+        time.sleep(1)
+
+
+def test_canary_passed(proof: Proof) -> None:
+    canary = next(r for r in proof.ran if r.name.endswith("-controller-canary"))
+    result = json.loads(canary.stdout.strip().splitlines()[-1])
+    assert result["nodes"] == "gpu-01 gpu-02"
+    assert result["gpu"] == {"h100": "0"}
+    assert result["first_job_seconds"] >= 0
+
+
+def test_state_lives_on_the_state_volume(proof: Proof) -> None:
+    out = proof.on("controller", "findmnt -n -o SOURCE,TARGET /var/lib/hyperscaler/state")
+    assert "/var/lib/hyperscaler/state" in out
+    assert proof.on("controller", "ls /var/lib/hyperscaler/state").split() == ["lost+found", "mysql", "slurmctld"]
+
+
+def test_secret_files_have_tight_modes(proof: Proof) -> None:
+    assert proof.on("controller", "stat -c '%a %U' /etc/munge/munge.key /etc/slurm/slurmdbd.conf").split() == [
+        "400",
+        "munge",
+        "600",
+        "slurm",
+    ]
+    keys = {proof.on(n, "sha256sum < /etc/munge/munge.key") for n in NAMES}
+    assert len(keys) == 1, "every node must hold the same munge key"
+
+
+def test_second_run_changes_nothing(proof: Proof) -> None:
+    before = proof.snapshot()
+    replay(proof.plan.records, proof.ssh)
+    assert proof.snapshot() == before
+
+
+def test_partition_change_reconfigures_without_restart(proof: Proof) -> None:
+    before = proof.snapshot()
+    changed = run_plan(
+        proof_stack(proof.cluster, proof.tmp, partitions=[{"name": "batch", "default": True, "max_time": "1:00:00"}])
+    )
+    old = {r.name: r.plain_inputs for r in proof.plan.records if r.type == "command:remote:Command"}
+    rerun = {r.name for r in changed.records if r.type == "command:remote:Command" and r.plain_inputs != old[r.name]}
+    assert rerun and not any(n.endswith(("-slurmctld", "-slurmd", "-munge")) for n in rerun), rerun
+    replay(changed.records, proof.ssh, only=rerun)
+    after = proof.snapshot()
+    for node in NAMES:
+        assert after[f"{node}:pids"] == before[f"{node}:pids"], f"a daemon restarted on {node}"
+    assert proof.on("controller", "sinfo -h -o '%P %D'").split() == ["batch*", "2"]
+    proof.plan = changed
+
+
+def test_drain_before_removal(proof: Proof) -> None:
+    drain = next(r for r in proof.plan.records if r.name.endswith("-gpu-02-drain"))
+    job = proof.on("controller", "sbatch --parsable -w gpu-02 -J long --wrap 'sleep 4'").strip()
+    deadline = time.monotonic() + 30
+    while proof.on("controller", f"squeue -h -j {job} -o %T").strip() != "RUNNING":
+        assert time.monotonic() < deadline, "the job never started"
+        time.sleep(0.2)
+    started = time.monotonic()
+    replay([drain], proof.ssh, field="delete")
+    assert time.monotonic() - started >= 1, "drain returned while the job still ran"
+    assert "drain" in proof.on("controller", "sinfo -h -n gpu-02 -o '%T'") or "down" in proof.on(
+        "controller", "sinfo -h -n gpu-02 -o '%T'"
+    )
+    assert proof.on("controller", "squeue -h -w gpu-02") == ""
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_committed_stacks_boot_a_real_slurmctld(stack: str) -> None:
+    spec = loaded(stack).spec
+    nodes = plan_nodes(spec)
+    result = check_slurm_conf(
+        render_slurm_conf(spec, nodes),
+        {"gres.conf": render_gres_conf(spec, nodes), "cgroup.conf": render_cgroup_conf(spec.slurm.cgroup_plugin)},
+    )
+    assert result.ok, result.log[-3000:]
+
+
+def test_slurmctld_check_rejects_a_bad_conf() -> None:
+    spec = loaded("dev").spec
+    bad = render_slurm_conf(spec, plan_nodes(spec)).replace("SelectType=select/cons_tres", "SelectType=select/bogus")
+    assert not check_slurm_conf(bad).ok
