@@ -17,7 +17,7 @@ from config.topology import NodePlan, Role, plan_nodes
 from render.access import ssh_route
 from render.cloudinit import render_meta_data, render_network_config, render_user_data
 from render.domain_xslt import render_domain_xslt
-from render.placement import tuning_for
+from render.placement import data_disk_suffixes, plan_placement
 
 ROLE_COMPONENT: dict[Role, type[Node]] = {
     Role.CONTROLLER: Controller,
@@ -33,9 +33,9 @@ class HpcClusterArgs:
 
 
 def data_disks(node: NodePlan, state_disk_gib: int) -> tuple[DataDisk, ...]:
-    if node.role is Role.CONTROLLER:
-        return (DataDisk("state", state_disk_gib),)
-    return tuple(DataDisk(f"data-{i + 1}", size) for i, size in enumerate(node.data_disks_gib))
+    """The node's protected volumes, named by the suffixes the domain XSLT gives disk serials for."""
+    sizes = (state_disk_gib,) if node.role is Role.CONTROLLER else node.data_disks_gib
+    return tuple(DataDisk(suffix, size) for suffix, size in zip(data_disk_suffixes(node), sizes, strict=True))
 
 
 class HpcCluster(pulumi.ComponentResource):
@@ -46,6 +46,7 @@ class HpcCluster(pulumi.ComponentResource):
         super().__init__("hyperscaler:hpc:HpcCluster", name, None, opts)
         spec = args.spec
         plans = plan_nodes(spec)
+        tunings = plan_placement(spec)  # pinning, NUMA and hugepages need every VM of a host at once
         dns_hosts = tuple((n.name, n.mgmt_ip) for n in plans)
         mgmt_mode = spec.networks.management.mode
 
@@ -79,7 +80,7 @@ class HpcCluster(pulumi.ComponentResource):
                 user_data=render_user_data(spec, plan, plans),
                 meta_data=render_meta_data(spec, plan),
                 network_config=render_network_config(spec, plan),
-                domain_xslt=render_domain_xslt(tuning_for(plan, node_host)),
+                domain_xslt=render_domain_xslt(tunings[plan.name]),
                 dhcp_reservation=mgmt_mode != "bridge",
                 data_disks=data_disks(plan, spec.controller.state_disk_gib),
             )

@@ -8,6 +8,7 @@ from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator
 
 from config.catalog import CATALOG
+from config.checks_gpu import GPU_CHECKS
 from config.findings import Finding, Severity
 from config.models import ClusterSpec
 from config.topology import NodePlan, Role, assign_gpus, plan_nodes
@@ -279,7 +280,7 @@ def services(spec: ClusterSpec, nodes: list[NodePlan]) -> Iterator[Finding]:
         )
 
 
-CHECKS: tuple[Check, ...] = (unique_names, hosts_exist, addresses, gpu_assignment, capacity, services)
+CHECKS: tuple[Check, ...] = (unique_names, hosts_exist, addresses, gpu_assignment, capacity, services, *GPU_CHECKS)
 
 
 def run_checks(spec: ClusterSpec, extra: Iterable[Check] = ()) -> list[Finding]:

@@ -70,7 +70,8 @@ PRESETS: dict[str, dict[str, Any]] = {
                     {"id": 1, "cpus": "16-31,48-63", "memory_mib": 131072},
                 ],
                 "reserve": {"cpus": "0-1,32-33", "memory_mib": 16384},
-                **({"hugepages": {"size_kib": 1048576, "count": 200}} if i == 3 else {}),
+                # 4 GPU VMs x 56 GiB, 112 pages per NUMA node (boot-time pages are spread evenly over nodes).
+                **({"hugepages": {"size_kib": 1048576, "count": 224}} if i == 3 else {}),
                 "gpus": [
                     {"address": f"0000:{bus}:00.0", "model": "a100-80gb", "iommu_group": grp, "numa_node": node}
                     for bus, grp, node in (("17", 20, 0), ("31", 24, 0), ("b1", 60, 1), ("ca", 64, 1))

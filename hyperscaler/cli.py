@@ -10,8 +10,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from config import ConfigError, load_stack_file
+from config import ClusterSpec, ConfigError, load_stack_file
 from config.findings import format_finding
+from config.topology import Role, plan_nodes
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -21,6 +22,8 @@ class UsageError(Exception):
 
 
 def stack_path(stack: str | None, file: str | None) -> Path:
+    if stack and file:
+        raise UsageError("name a stack or pass --file, not both")
     if file:
         return Path(file)
     if not stack:
@@ -67,6 +70,74 @@ def cmd_plan(args: argparse.Namespace) -> int:
     return 0
 
 
+def _root(value: str) -> Path:
+    root = Path(value)
+    if not root.is_dir():
+        raise UsageError(f"--root {value}: not a directory (expected a tree with sys/, proc/ and dev/ in it)")
+    return root
+
+
+def host_needs(spec: ClusterSpec, host: str) -> tuple[int, int, int]:
+    """(hugepage-backed MiB, other guest MiB, new volume GiB) the stack puts on host."""
+    from config.placement import place
+
+    nodes = [n for n in plan_nodes(spec) if n.host == host]
+    huge, normal = place(spec).memory_on(host)
+    disk = sum(n.disk_gib + sum(n.data_disks_gib) for n in nodes)
+    disk += sum(spec.controller.state_disk_gib for n in nodes if n.role is Role.CONTROLLER)
+    return huge, normal, disk
+
+
+def _doctor_host(spec: ClusterSpec, root: Path) -> str:
+    """The stack-file host this machine is: the one named like it, else the first."""
+    from hyperscaler.probe import sysfs
+
+    local = (sysfs.hostname(root) or "").split(".")[0].lower()
+    return next((h.name for h in spec.hosts if h.name == local), spec.hosts[0].name)
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from hyperscaler.probe import exit_code, format_report, run_doctor
+
+    root = _root(args.root)
+    if args.stack is None and args.file is None:
+        if args.host:
+            raise UsageError("--host names a host of a stack file: also name a stack or pass --file")
+        results = run_doctor(root, None, None)
+        print(format_report(results), end="")
+        return exit_code(results)
+    path = stack_path(args.stack, args.file)
+    try:
+        spec = load_stack_file(path).spec
+    except ConfigError as error:
+        print(error.report(), file=sys.stderr)
+        return 1
+    host = args.host or _doctor_host(spec, root)
+    huge = normal = disk = 0
+    if spec.host(host) is not None:
+        huge, normal, disk = host_needs(spec, host)
+        print(f"{path}: host {host} needs {huge} MiB in hugepages, {normal} MiB of other memory, {disk} GiB of volumes")
+    results = run_doctor(root, spec, host, hugepages_needed_mib=huge, memory_needed_mib=normal, disk_needed_gib=disk)
+    print(format_report(results), end="")
+    return exit_code(results)
+
+
+def cmd_inventory(args: argparse.Namespace) -> int:
+    from pydantic import TypeAdapter, ValidationError
+
+    from config.types import Hostname
+    from hyperscaler.probe import render_inventory_yaml
+
+    root = _root(args.root)
+    if args.host_name is not None:
+        try:
+            TypeAdapter(Hostname).validate_python(args.host_name)
+        except ValidationError as exc:
+            raise UsageError(f"--host-name: {exc.errors()[0]['msg'].removeprefix('Value error, ')}") from None
+    print(render_inventory_yaml(root, args.host_name), end="")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m hyperscaler", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -81,6 +152,18 @@ def build_parser() -> argparse.ArgumentParser:
     plan.add_argument("--file", help="path of a stack file instead of a stack name")
     plan.add_argument("--out", help="write node files and resources.json into this directory")
     plan.set_defaults(func=cmd_plan)
+
+    doctor = sub.add_parser("doctor", help="preflight a hypervisor host: KVM, IOMMU, vfio, hugepages, firmware...")
+    doctor.add_argument("stack", nargs="?", help="stack name: check the host against Pulumi.<stack>.yaml")
+    doctor.add_argument("--file", help="path of a stack file instead of a stack name")
+    doctor.add_argument("--host", help="which of the stack's hosts this is (default: the one named like it)")
+    doctor.add_argument("--root", default="/", help="read PATH/sys, PATH/proc and PATH/dev (default: /)")
+    doctor.set_defaults(func=cmd_doctor)
+
+    inventory = sub.add_parser("inventory", help="print this host as a stack-file hosts: entry")
+    inventory.add_argument("--root", default="/", help="read PATH/sys, PATH/proc and PATH/dev (default: /)")
+    inventory.add_argument("--host-name", help="name for the entry (default: the machine's short hostname)")
+    inventory.set_defaults(func=cmd_inventory)
     return parser
 
 

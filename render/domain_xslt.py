@@ -3,13 +3,14 @@
 terraform-provider-libvirt 0.8.1 has no fields for CPU topology, PCI passthrough, pinning, NUMA or
 hugepages; it runs `xsltproc` over its own XML with this stylesheet instead. The stylesheet is an identity
 transform plus templates that replace exactly the elements we own, so it is idempotent and leaves the
-provider's disks, interfaces and consoles alone.
+provider's disks, interfaces and consoles alone, except for three touches: a serial on each data disk,
+the cloud-init cdrom moved from IDE to SATA, and the console's missing type (see _PROVIDER_FIXES).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from xml.sax.saxutils import quoteattr
+from xml.sax.saxutils import escape, quoteattr
 
 from config.types import format_cpuset
 
@@ -29,6 +30,7 @@ class DomainTuning:
     pcihole64_kib: int | None = None
     maxphysaddr_passthrough: bool = False
     kvm_hidden: bool = False
+    disk_serials: tuple[tuple[str, str], ...] = ()  # (volume file name, serial): /dev/disk/by-id/virtio-<serial>
 
 
 _HEAD = """<?xml version="1.0" encoding="UTF-8"?>
@@ -99,6 +101,10 @@ def render_domain_xslt(t: DomainTuning) -> str:
         "  </xsl:template>\n"
     )
 
+    parts.append(_PROVIDER_FIXES)
+    for volume, serial in t.disk_serials:
+        parts.append(_disk_serial_template(volume, serial))
+
     if t.kvm_hidden:
         parts.append(
             '  <xsl:template match="/domain/features">\n'
@@ -143,6 +149,46 @@ def render_domain_xslt(t: DomainTuning) -> str:
 
     parts.append("</xsl:stylesheet>\n")
     return "".join(parts)
+
+
+# Two things terraform-provider-libvirt 0.8.1 writes that libvirt does not take as they are:
+# the cloud-init ISO on an IDE bus (q35 has no IDE: "IDE controllers are unsupported"; hdd -> sdd on SATA),
+# and a pty console without its type attribute (fine for the parser, invalid for virt-xml-validate).
+_PROVIDER_FIXES = """  <xsl:template match="/domain/devices/disk[@device='cdrom']/target[@bus='ide']">
+    <target dev="{concat('sd', substring(@dev, 3))}" bus="sata"/>
+  </xsl:template>
+  <xsl:template match="/domain/devices/console[not(@type)]">
+    <xsl:copy>
+      <xsl:attribute name="type">pty</xsl:attribute>
+      <xsl:apply-templates select="@*|node()"/>
+    </xsl:copy>
+  </xsl:template>
+"""
+
+
+def _xpath_string(value: str) -> str:
+    if "'" in value:
+        raise ValueError(f"{value!r} cannot be quoted in XPath 1.0")
+    return f"'{value}'"
+
+
+def _disk_serial_template(volume: str, serial: str) -> str:
+    # The provider writes a pool volume as source/@volume; a file-backed disk would carry the path in
+    # source/@file. XPath 1.0 has no ends-with(), hence the substring() comparison with '/' + name.
+    path_tail = "/" + volume
+    n = len(path_tail)
+    match = (
+        f"/domain/devices/disk[source/@volume = {_xpath_string(volume)} or "
+        f"substring(source/@file, string-length(source/@file) - {n - 1}) = {_xpath_string(path_tail)}]"
+    )
+    return (
+        f"  <xsl:template match={quoteattr(match)}>\n"
+        "    <xsl:copy>\n"
+        '      <xsl:apply-templates select="@*|node()[not(self::serial)]"/>\n'
+        f"      <serial>{escape(serial)}</serial>\n"
+        "    </xsl:copy>\n"
+        "  </xsl:template>\n"
+    )
 
 
 def _topology(t: DomainTuning) -> str:

@@ -13,6 +13,7 @@ import hostlist
 from config.models import ClusterSpec
 from config.topology import NodePlan
 from render.common import RenderedFile, content_hash
+from render.placement import data_disk_serial
 from render.remote import render_script
 from render.slurm import (
     SLURM_ETC,
@@ -32,7 +33,7 @@ MUNGE_KEY = "/etc/munge/munge.key"
 SLURMDBD_CONF = f"{SLURM_ETC}/slurmdbd.conf"
 MARIADB_CNF = "/etc/mysql/mariadb.conf.d/60-hyperscaler.cnf"
 MYSQL_DATADIR = f"{STATE_MOUNT}/mysql"
-STATE_SERIAL = "hs-state"  # set on the state disk by the domain XSLT; the guest sees /dev/disk/by-id/virtio-<serial>
+STATE_SERIAL = data_disk_serial("state")  # the guest sees /dev/disk/by-id/virtio-<serial>
 MUNGE_KEY_BYTES = 128  # what `mungekey` generates by default (1024 bits)
 CANARY_TIMEOUT_S = 300
 

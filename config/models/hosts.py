@@ -82,7 +82,11 @@ class Gpu(Model):
     model: NonEmptyStr = setting(
         impact=Impact.REPLACE_VM, doc="GPU model from the catalog (config/catalog.py), e.g. h100-80gb, rtx-4090."
     )
-    iommu_group: Count = setting(impact=Impact.REPLACE_VM, doc="IOMMU group number of the GPU.")
+    iommu_group: Count | None = setting(
+        None,
+        impact=Impact.REPLACE_VM,
+        doc="IOMMU group number of the GPU; null when the host has no IOMMU (then it cannot be passed through).",
+    )
     numa_node: Count = setting(0, impact=Impact.REPLACE_VM, doc="NUMA node the GPU is attached to.")
     group_devices: list[PciFunction] = setting(
         [], impact=Impact.REPLACE_VM, doc="Every other device in the GPU's IOMMU group (audio, USB, bridges...)."

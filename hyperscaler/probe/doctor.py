@@ -257,7 +257,7 @@ def _iommu_groups(root: Path) -> CheckResult:
 
 
 def _configured_gpu(
-    root: Path, address: str, model: str, group: int, numa_node: int, group_devices: list[str]
+    root: Path, address: str, model: str, group: int | None, numa_node: int, group_devices: list[str]
 ) -> list[CheckResult]:
     dev = sysfs.pci_device(root, address)
     prefix = f"gpu {address}"
@@ -309,14 +309,15 @@ def _configured_gpu(
             CheckResult(
                 f"{prefix} iommu group",
                 "fail",
-                f"configured group {group}, but the host has it in group {dev.iommu_group}",
+                f"configured group {'none' if group is None else group}, "
+                f"but the host has it in group {dev.iommu_group}",
                 f"set iommu_group: {dev.iommu_group} (groups change with BIOS, kernel and slot changes; "
                 "re-run `hyperscaler inventory`)",
             )
         )
     else:
         results.append(CheckResult(f"{prefix} iommu group", "pass", f"group {group}"))
-        actual = {a for a in sysfs.iommu_group_devices(root, group) if a != address}
+        actual = {a for a in sysfs.iommu_group_devices(root, dev.iommu_group) if a != address}
         if actual != set(group_devices):
             results.append(
                 CheckResult(
@@ -351,8 +352,10 @@ def _gpu_group(root: Path, gpu: sysfs.PciDevice) -> list[CheckResult]:
         for a in sysfs.iommu_group_devices(root, gpu.iommu_group)
         if a != gpu.address and (d := sysfs.pci_device(root, a)) is not None
     ]
-    passed = [gpu] + [m for m in members if pci_ids.group_member_role(gpu.address, m.address, m.class4) == "companion"]
-    foreign = [m for m in members if pci_ids.group_member_role(gpu.address, m.address, m.class4) == "foreign"]
+    roles = {m.address: pci_ids.group_member_role(gpu.address, m.address, m.class4) for m in members}
+    passed = [gpu] + [m for m in members if roles[m.address] == "companion"]
+    foreign = [m for m in members if roles[m.address] == "foreign"]
+    other_gpus = [m for m in members if roles[m.address] == "gpu"]
     results: list[CheckResult] = []
 
     not_vfio = [d for d in passed if d.driver != "vfio-pci"]
@@ -382,6 +385,18 @@ def _gpu_group(root: Path, gpu: sysfs.PciDevice) -> list[CheckResult]:
                 f"IOMMU group {gpu.iommu_group} also holds {names}, which would have to leave the host with the GPU",
                 "move the GPU to another slot (one wired to the CPU, not the chipset), or enable ACS (Access "
                 "Control Services) in the BIOS/UEFI setup so the devices get separate groups",
+            )
+        )
+    elif other_gpus:
+        # Not fatal: the group works if every GPU in it goes to the same VM (`validate` checks that).
+        names = ", ".join(f"{d.address} ({d.vendor_device})" for d in other_gpus)
+        results.append(
+            CheckResult(
+                f"{prefix} group isolation",
+                "warn",
+                f"IOMMU group {gpu.iommu_group} also holds the display device(s) {names}",
+                "assign all GPUs of this group to the same VM, or enable ACS in the BIOS/UEFI setup so each "
+                "GPU gets its own group",
             )
         )
     else:

@@ -23,7 +23,7 @@ DEFAULT_HOST_NAME = "host1"
 @dataclass(frozen=True)
 class GroupMember:
     device: sysfs.PciDevice
-    role: str  # 'companion', 'bridge' or 'foreign' (see pci_ids.group_member_role)
+    role: str  # 'companion', 'gpu', 'bridge' or 'foreign' (see config.pci.group_member_role)
     description: str
 
 
@@ -40,8 +40,8 @@ class GpuProbe:
         return self.device.numa_node if self.device.numa_node is not None else 0
 
     @property
-    def iommu_group(self) -> int:
-        return self.device.iommu_group if self.device.iommu_group is not None else 0
+    def iommu_group(self) -> int | None:
+        return self.device.iommu_group
 
 
 @dataclass(frozen=True)
@@ -208,7 +208,7 @@ def _gpu(root: Path, dev: sysfs.PciDevice, multi_node: bool) -> GpuProbe:
         notes.append(f"the firmware reports no NUMA node (numa_node = -1); using 0, {consequence}")
     members: list[GroupMember] = []
     if dev.iommu_group is None:
-        notes.append("WARNING: no IOMMU group (IOMMU off?); iommu_group 0 is a placeholder, run `hyperscaler doctor`")
+        notes.append("WARNING: no IOMMU group (IOMMU off?): it cannot be passed through; run `hyperscaler doctor`")
     else:
         for address in sysfs.iommu_group_devices(root, dev.iommu_group):
             other = sysfs.pci_device(root, address) if address != dev.address else None
@@ -260,6 +260,8 @@ def _host_entry(probe: HostProbe) -> dict[str, Any]:
 
 def _q(value: object) -> str:
     # JSON strings are valid YAML double-quoted scalars; quoting keeps '0300' and '0-7' strings.
+    if value is None:
+        return "null"
     return json.dumps(value) if isinstance(value, str) else str(value)
 
 
@@ -308,7 +310,7 @@ def _render(probe: HostProbe, entry: dict[str, Any], root: str) -> list[str]:
         out += [
             f"    - address: {_q(data['address'])}",
             f"      model: {_q(data['model'])}",
-            f"      iommu_group: {data['iommu_group']}",
+            f"      iommu_group: {_q(data['iommu_group'])}",
             f"      numa_node: {data['numa_node']}",
         ]
         if not gpu.members:
@@ -334,4 +336,5 @@ def _role_text(role: str) -> str:
     return {
         "companion": "a function of the GPU card, passed through with it",
         "bridge": "stays with the host",
+        "gpu": "another GPU in the same IOMMU group; assign both to the same VM",
     }.get(role, "NOT part of the GPU card; it blocks passthrough of this group (see `hyperscaler doctor`)")

@@ -7,6 +7,22 @@ and the catalog agree, so adding a GPU to one without the other fails the tests.
 
 from __future__ import annotations
 
+# The group classification lives in config (the bottom layer) so the checks agree with the probe.
+from config.pci import CLASS_NAMES, class_name, group_member_role
+
+__all__ = [
+    "AMD",
+    "CLASS_NAMES",
+    "GPU_CLASSES",
+    "NVIDIA",
+    "NVIDIA_GPUS",
+    "class_name",
+    "gpu_marketing_name",
+    "gpu_model_name",
+    "group_member_role",
+    "is_gpu",
+]
+
 NVIDIA = 0x10DE
 AMD = 0x1002
 
@@ -40,23 +56,6 @@ NVIDIA_GPUS: dict[int, tuple[str, str]] = {
 # PCI classes (base class + subclass) a GPU presents: VGA controller and 3D controller.
 GPU_CLASSES = frozenset({"0300", "0302"})
 
-# Names for the classes met in GPU IOMMU groups, used in descriptions and comments.
-CLASS_NAMES: dict[str, str] = {
-    "0106": "SATA controller",
-    "0108": "NVMe controller",
-    "0200": "Ethernet controller",
-    "0207": "InfiniBand controller",
-    "0300": "VGA controller",
-    "0302": "3D controller",
-    "0380": "Display controller",
-    "0403": "Audio device",
-    "0600": "Host bridge",
-    "0604": "PCI bridge",
-    "0c03": "USB controller",
-    "0c05": "SMBus controller",
-    "0c80": "Serial bus controller (USB-C UCSI)",
-}
-
 
 def is_gpu(vendor: int | None, class4: str) -> bool:
     """NVIDIA or AMD function whose class says VGA or 3D controller."""
@@ -78,26 +77,3 @@ def gpu_marketing_name(vendor: int | None, device: int | None) -> str | None:
     if vendor == NVIDIA and device is not None and device in NVIDIA_GPUS:
         return NVIDIA_GPUS[device][1]
     return None
-
-
-def class_name(class4: str) -> str:
-    return CLASS_NAMES.get(class4, f"class {class4}" if class4 else "unknown class")
-
-
-# Extra functions a GPU board exposes next to the GPU (HDMI/DP audio, USB-C, UCSI) share its slot.
-COMPANION_CLASSES = frozenset({"0403", "0c03", "0c80", "0300", "0302"})
-BRIDGE_CLASS = "0604"
-
-
-def group_member_role(gpu_address: str, member_address: str, member_class4: str) -> str:
-    """How another device in a GPU's IOMMU group relates to it: 'companion', 'bridge' or 'foreign'.
-
-    Companions are passed through with the GPU and bridges stay with the host harmlessly; anything
-    else (a SATA controller, a NIC) would have to leave the host too, so the group is not usable.
-    """
-    same_slot = gpu_address.rsplit(".", 1)[0] == member_address.rsplit(".", 1)[0]
-    if same_slot and member_class4 in COMPANION_CLASSES:
-        return "companion"
-    if member_class4 == BRIDGE_CLASS:
-        return "bridge"
-    return "foreign"

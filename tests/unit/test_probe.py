@@ -111,7 +111,7 @@ EXPECTED: dict[str, dict[str, Any]] = {
             {
                 "address": "0000:01:00.0",
                 "model": "l40s",
-                "iommu_group": 0,
+                "iommu_group": None,
                 "numa_node": 0,
                 "group_devices": [],
             }

@@ -13,7 +13,7 @@ from render.cloudinit import render_meta_data, render_network_config, render_use
 from render.common import content_hash, key_values
 from render.domain_xslt import DomainTuning, render_domain_xslt
 from render.network_xslt import render_network_xslt
-from render.placement import tuning_for
+from render.placement import plan_placement
 from tests.stacks import STACKS, loaded
 
 
@@ -21,13 +21,14 @@ from tests.stacks import STACKS, loaded
 def test_node_documents_match_golden(stack: str, golden: Callable[[str, str], None]) -> None:
     spec = loaded(stack).spec
     nodes = plan_nodes(spec)
+    tunings = plan_placement(spec)
     for node in nodes:
         host = spec.host(node.host)
         assert host is not None
         golden(f"{stack}/{node.name}/user-data", render_user_data(spec, node, nodes))
         golden(f"{stack}/{node.name}/meta-data", render_meta_data(spec, node))
         golden(f"{stack}/{node.name}/network-config", render_network_config(spec, node))
-        golden(f"{stack}/{node.name}/domain.xslt", render_domain_xslt(tuning_for(node, host)))
+        golden(f"{stack}/{node.name}/domain.xslt", render_domain_xslt(tunings[node.name]))
 
 
 def test_renderers_are_deterministic() -> None:

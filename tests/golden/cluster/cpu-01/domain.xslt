@@ -8,6 +8,8 @@
   <xsl:template match="/domain">
     <xsl:copy>
       <xsl:apply-templates select="@*|node()[not(self::cputune) and not(self::numatune) and not(self::memoryBacking) and not(self::memtune)]"/>
+      <cputune><vcpupin vcpu="0" cpuset="16"/><vcpupin vcpu="1" cpuset="48"/><vcpupin vcpu="2" cpuset="17"/><vcpupin vcpu="3" cpuset="49"/><vcpupin vcpu="4" cpuset="18"/><vcpupin vcpu="5" cpuset="50"/><vcpupin vcpu="6" cpuset="19"/><vcpupin vcpu="7" cpuset="51"/><vcpupin vcpu="8" cpuset="20"/><vcpupin vcpu="9" cpuset="52"/><vcpupin vcpu="10" cpuset="21"/><vcpupin vcpu="11" cpuset="53"/><vcpupin vcpu="12" cpuset="22"/><vcpupin vcpu="13" cpuset="54"/><emulatorpin cpuset="0-1,32-33"/></cputune>
+      <numatune><memory mode="strict" nodeset="1"/></numatune>
       <xsl:if test="not(cpu)"><cpu mode="host-passthrough" check="none"><topology sockets="1" dies="1" cores="14" threads="1"/></cpu></xsl:if>
     </xsl:copy>
   </xsl:template>
@@ -17,6 +19,15 @@
       <xsl:attribute name="check">none</xsl:attribute>
       <xsl:apply-templates select="node()[not(self::topology) and not(self::maxphysaddr)]"/>
       <topology sockets="1" dies="1" cores="14" threads="1"/>
+    </xsl:copy>
+  </xsl:template>
+  <xsl:template match="/domain/devices/disk[@device='cdrom']/target[@bus='ide']">
+    <target dev="{concat('sd', substring(@dev, 3))}" bus="sata"/>
+  </xsl:template>
+  <xsl:template match="/domain/devices/console[not(@type)]">
+    <xsl:copy>
+      <xsl:attribute name="type">pty</xsl:attribute>
+      <xsl:apply-templates select="@*|node()"/>
     </xsl:copy>
   </xsl:template>
 </xsl:stylesheet>

@@ -8,6 +8,8 @@
   <xsl:template match="/domain">
     <xsl:copy>
       <xsl:apply-templates select="@*|node()[not(self::cputune) and not(self::numatune) and not(self::memoryBacking) and not(self::memtune)]"/>
+      <cputune><vcpupin vcpu="0" cpuset="9"/><vcpupin vcpu="1" cpuset="41"/><vcpupin vcpu="2" cpuset="10"/><vcpupin vcpu="3" cpuset="42"/><vcpupin vcpu="4" cpuset="11"/><vcpupin vcpu="5" cpuset="43"/><vcpupin vcpu="6" cpuset="12"/><vcpupin vcpu="7" cpuset="44"/><vcpupin vcpu="8" cpuset="13"/><vcpupin vcpu="9" cpuset="45"/><vcpupin vcpu="10" cpuset="14"/><vcpupin vcpu="11" cpuset="46"/><vcpupin vcpu="12" cpuset="15"/><vcpupin vcpu="13" cpuset="47"/><emulatorpin cpuset="0-1,32-33"/></cputune>
+      <numatune><memory mode="strict" nodeset="0"/></numatune>
       <xsl:if test="not(cpu)"><cpu mode="host-passthrough" check="none"><topology sockets="1" dies="1" cores="14" threads="1"/></cpu></xsl:if>
     </xsl:copy>
   </xsl:template>
@@ -17,6 +19,15 @@
       <xsl:attribute name="check">none</xsl:attribute>
       <xsl:apply-templates select="node()[not(self::topology) and not(self::maxphysaddr)]"/>
       <topology sockets="1" dies="1" cores="14" threads="1"/>
+    </xsl:copy>
+  </xsl:template>
+  <xsl:template match="/domain/devices/disk[@device='cdrom']/target[@bus='ide']">
+    <target dev="{concat('sd', substring(@dev, 3))}" bus="sata"/>
+  </xsl:template>
+  <xsl:template match="/domain/devices/console[not(@type)]">
+    <xsl:copy>
+      <xsl:attribute name="type">pty</xsl:attribute>
+      <xsl:apply-templates select="@*|node()"/>
     </xsl:copy>
   </xsl:template>
 </xsl:stylesheet>

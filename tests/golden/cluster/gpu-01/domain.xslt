@@ -8,7 +8,11 @@
   <xsl:template match="/domain">
     <xsl:copy>
       <xsl:apply-templates select="@*|node()[not(self::cputune) and not(self::numatune) and not(self::memoryBacking) and not(self::memtune)]"/>
-      <xsl:if test="not(cpu)"><cpu mode="host-passthrough" check="none"><topology sockets="1" dies="1" cores="14" threads="1"/></cpu></xsl:if>
+      <memtune><hard_limit unit="KiB">60030976</hard_limit></memtune>
+      <memoryBacking><hugepages><page size="1048576" unit="KiB"/></hugepages><locked/></memoryBacking>
+      <cputune><vcpupin vcpu="0" cpuset="2"/><vcpupin vcpu="1" cpuset="34"/><vcpupin vcpu="2" cpuset="3"/><vcpupin vcpu="3" cpuset="35"/><vcpupin vcpu="4" cpuset="4"/><vcpupin vcpu="5" cpuset="36"/><vcpupin vcpu="6" cpuset="5"/><vcpupin vcpu="7" cpuset="37"/><vcpupin vcpu="8" cpuset="6"/><vcpupin vcpu="9" cpuset="38"/><vcpupin vcpu="10" cpuset="7"/><vcpupin vcpu="11" cpuset="39"/><vcpupin vcpu="12" cpuset="8"/><vcpupin vcpu="13" cpuset="40"/><emulatorpin cpuset="0-1,32-33"/></cputune>
+      <numatune><memory mode="strict" nodeset="0"/></numatune>
+      <xsl:if test="not(cpu)"><cpu mode="host-passthrough" check="none"><topology sockets="1" dies="1" cores="14" threads="1"/><maxphysaddr mode="passthrough"/></cpu></xsl:if>
     </xsl:copy>
   </xsl:template>
   <xsl:template match="/domain/cpu">
@@ -16,13 +20,29 @@
       <xsl:apply-templates select="@*[name() != 'check' and name() != 'migratable']"/>
       <xsl:attribute name="check">none</xsl:attribute>
       <xsl:apply-templates select="node()[not(self::topology) and not(self::maxphysaddr)]"/>
-      <topology sockets="1" dies="1" cores="14" threads="1"/>
+      <topology sockets="1" dies="1" cores="14" threads="1"/><maxphysaddr mode="passthrough"/>
+    </xsl:copy>
+  </xsl:template>
+  <xsl:template match="/domain/devices/disk[@device='cdrom']/target[@bus='ide']">
+    <target dev="{concat('sd', substring(@dev, 3))}" bus="sata"/>
+  </xsl:template>
+  <xsl:template match="/domain/devices/console[not(@type)]">
+    <xsl:copy>
+      <xsl:attribute name="type">pty</xsl:attribute>
+      <xsl:apply-templates select="@*|node()"/>
     </xsl:copy>
   </xsl:template>
   <xsl:template match="/domain/devices">
     <xsl:copy>
       <xsl:apply-templates select="@*|node()[not(self::hostdev)]"/>
+      <xsl:if test="not(controller[@type='pci' and @model='pcie-root'])"><controller type="pci" index="0" model="pcie-root"><pcihole64 unit="KiB">268435456</pcihole64></controller></xsl:if>
       <hostdev mode="subsystem" type="pci" managed="yes"><driver name="vfio"/><source><address domain="0x0000" bus="0x17" slot="0x00" function="0x0"/></source></hostdev>
+    </xsl:copy>
+  </xsl:template>
+  <xsl:template match="/domain/devices/controller[@type='pci' and @model='pcie-root']">
+    <xsl:copy>
+      <xsl:apply-templates select="@*|node()[not(self::pcihole64)]"/>
+      <pcihole64 unit="KiB">268435456</pcihole64>
     </xsl:copy>
   </xsl:template>
 </xsl:stylesheet>

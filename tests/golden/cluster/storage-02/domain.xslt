@@ -8,6 +8,8 @@
   <xsl:template match="/domain">
     <xsl:copy>
       <xsl:apply-templates select="@*|node()[not(self::cputune) and not(self::numatune) and not(self::memoryBacking) and not(self::memtune)]"/>
+      <cputune><vcpupin vcpu="0" cpuset="24"/><vcpupin vcpu="1" cpuset="56"/><vcpupin vcpu="2" cpuset="25"/><vcpupin vcpu="3" cpuset="57"/><vcpupin vcpu="4" cpuset="26"/><vcpupin vcpu="5" cpuset="58"/><vcpupin vcpu="6" cpuset="27"/><vcpupin vcpu="7" cpuset="59"/><emulatorpin cpuset="0-1,32-33"/></cputune>
+      <numatune><memory mode="strict" nodeset="1"/></numatune>
       <xsl:if test="not(cpu)"><cpu mode="host-passthrough" check="none"><topology sockets="1" dies="1" cores="8" threads="1"/></cpu></xsl:if>
     </xsl:copy>
   </xsl:template>
@@ -17,6 +19,27 @@
       <xsl:attribute name="check">none</xsl:attribute>
       <xsl:apply-templates select="node()[not(self::topology) and not(self::maxphysaddr)]"/>
       <topology sockets="1" dies="1" cores="8" threads="1"/>
+    </xsl:copy>
+  </xsl:template>
+  <xsl:template match="/domain/devices/disk[@device='cdrom']/target[@bus='ide']">
+    <target dev="{concat('sd', substring(@dev, 3))}" bus="sata"/>
+  </xsl:template>
+  <xsl:template match="/domain/devices/console[not(@type)]">
+    <xsl:copy>
+      <xsl:attribute name="type">pty</xsl:attribute>
+      <xsl:apply-templates select="@*|node()"/>
+    </xsl:copy>
+  </xsl:template>
+  <xsl:template match="/domain/devices/disk[source/@volume = 'cluster-storage-02-data-1.qcow2' or substring(source/@file, string-length(source/@file) - 31) = '/cluster-storage-02-data-1.qcow2']">
+    <xsl:copy>
+      <xsl:apply-templates select="@*|node()[not(self::serial)]"/>
+      <serial>hs-data-1</serial>
+    </xsl:copy>
+  </xsl:template>
+  <xsl:template match="/domain/devices/disk[source/@volume = 'cluster-storage-02-data-2.qcow2' or substring(source/@file, string-length(source/@file) - 31) = '/cluster-storage-02-data-2.qcow2']">
+    <xsl:copy>
+      <xsl:apply-templates select="@*|node()[not(self::serial)]"/>
+      <serial>hs-data-2</serial>
     </xsl:copy>
   </xsl:template>
 </xsl:stylesheet>

@@ -8,6 +8,8 @@
   <xsl:template match="/domain">
     <xsl:copy>
       <xsl:apply-templates select="@*|node()[not(self::cputune) and not(self::numatune) and not(self::memoryBacking) and not(self::memtune)]"/>
+      <cputune><vcpupin vcpu="0" cpuset="9"/><emulatorpin cpuset="0-1"/></cputune>
+      <numatune><memory mode="strict" nodeset="0"/></numatune>
       <xsl:if test="not(cpu)"><cpu mode="host-passthrough" check="none"><topology sockets="1" dies="1" cores="1" threads="1"/></cpu></xsl:if>
     </xsl:copy>
   </xsl:template>
@@ -17,6 +19,21 @@
       <xsl:attribute name="check">none</xsl:attribute>
       <xsl:apply-templates select="node()[not(self::topology) and not(self::maxphysaddr)]"/>
       <topology sockets="1" dies="1" cores="1" threads="1"/>
+    </xsl:copy>
+  </xsl:template>
+  <xsl:template match="/domain/devices/disk[@device='cdrom']/target[@bus='ide']">
+    <target dev="{concat('sd', substring(@dev, 3))}" bus="sata"/>
+  </xsl:template>
+  <xsl:template match="/domain/devices/console[not(@type)]">
+    <xsl:copy>
+      <xsl:attribute name="type">pty</xsl:attribute>
+      <xsl:apply-templates select="@*|node()"/>
+    </xsl:copy>
+  </xsl:template>
+  <xsl:template match="/domain/devices/disk[source/@volume = 'dev-storage-01-data-1.qcow2' or substring(source/@file, string-length(source/@file) - 27) = '/dev-storage-01-data-1.qcow2']">
+    <xsl:copy>
+      <xsl:apply-templates select="@*|node()[not(self::serial)]"/>
+      <serial>hs-data-1</serial>
     </xsl:copy>
   </xsl:template>
 </xsl:stylesheet>
