@@ -20,11 +20,9 @@ from render.domain_xslt import render_domain_xslt
 from render.placement import data_disk_suffixes, plan_placement
 from tests.integration.libvirt_base_xml import provider_domain_xml
 from tests.integration.libvirt_harness import Libvirtd, provider_xsltproc, require_tools, virt_xml_validate
-from tests.stacks import loaded
+from tests.stacks import STACKS, loaded  # every committed stack, dev included
 
 pytestmark = pytest.mark.integration
-
-STACKS = ("workstation", "cluster")
 
 
 def base_xml(spec: ClusterSpec, node: NodePlan) -> str:
