@@ -78,6 +78,19 @@ def read_stack_file(path: Path) -> StackInputs:
                 )
             ],
         ) from None
+    duplicates = _duplicate_keys(node)
+    if duplicates:
+        raise ConfigError(
+            source,
+            [
+                Finding(
+                    "",
+                    f"key {key!r} appears twice in one mapping (line {line})",
+                    "keep one; Pulumi refuses duplicate keys",
+                )
+                for key, line in duplicates
+            ],
+        )
     config = doc.get("config") if isinstance(doc, dict) else None
     if not isinstance(config, dict):
         raise ConfigError(
@@ -121,6 +134,24 @@ def read_stack_file(path: Path) -> StackInputs:
         raise ConfigError(source, findings)
     assert isinstance(cluster, dict)
     return StackInputs(source, cluster, secrets, _cluster_lines(node))
+
+
+def _duplicate_keys(root: yaml.Node | None) -> list[tuple[str, int]]:
+    """(key, line) of every key repeated within one mapping; PyYAML would silently keep the last."""
+    found: list[tuple[str, int]] = []
+    stack = [root] if root is not None else []
+    while stack:
+        node = stack.pop()
+        if isinstance(node, yaml.MappingNode):
+            seen: set[str] = set()
+            for key, value in node.value:
+                if key.value in seen:
+                    found.append((str(key.value), key.start_mark.line + 1))
+                seen.add(key.value)
+                stack.append(value)
+        elif isinstance(node, yaml.SequenceNode):
+            stack.extend(node.value)
+    return sorted(found, key=lambda kv: kv[1])
 
 
 def _cluster_lines(root: yaml.Node | None) -> dict[str, int]:
@@ -209,7 +240,8 @@ def load_from_pulumi() -> tuple[LoadedStack, Any]:
 def schema_findings(exc: ValidationError, raw: Any) -> list[Finding]:
     findings = []
     for err in exc.errors():
-        loc = [p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-"))]
+        # drop pydantic's internal loc parts: validator names and the marker of a dict key's own error
+        loc = [p for p in err["loc"] if not (isinstance(p, str) and (p.startswith("function-") or p == "[key]"))]
         path = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc).lstrip(".")
         message = str(err["msg"]).removeprefix("Value error, ")
         findings.append(Finding(path, message, _hint(err["type"], loc, raw)))

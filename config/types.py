@@ -10,7 +10,7 @@ import ipaddress
 import re
 from typing import Annotated
 
-from pydantic import AfterValidator, Field, StringConstraints
+from pydantic import AfterValidator, Field, Strict, StringConstraints
 
 _HOSTNAME_RE = re.compile(r"^[a-z]([a-z0-9-]{0,61}[a-z0-9])?$")
 _PCI_RE = re.compile(r"^([0-9a-f]{4}):([0-9a-f]{2}):([0-9a-f]{2})\.([0-7])$")
@@ -97,8 +97,9 @@ PciAddress = Annotated[str, AfterValidator(_pci_address)]
 Cidr = Annotated[str, AfterValidator(_cidr)]
 IPv4 = Annotated[str, AfterValidator(_ipv4)]
 CpuSet = Annotated[str, AfterValidator(_cpuset)]
-MiB = Annotated[int, Field(gt=0, description="mebibytes")]
-GiB = Annotated[int, Field(gt=0, description="gibibytes")]
-Count = Annotated[int, Field(ge=0)]
-PositiveInt = Annotated[int, Field(gt=0)]
+# Strict: `true` or "4096" in a size field is a mistake to report, not a value to coerce.
+MiB = Annotated[int, Strict(), Field(gt=0, description="mebibytes")]
+GiB = Annotated[int, Strict(), Field(gt=0, description="gibibytes")]
+Count = Annotated[int, Strict(), Field(ge=0)]
+PositiveInt = Annotated[int, Strict(), Field(gt=0)]
 NonEmptyStr = Annotated[str, StringConstraints(min_length=1, strip_whitespace=True)]
