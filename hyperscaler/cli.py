@@ -40,11 +40,7 @@ def stack_path(stack: str | None, file: str | None) -> Path:
 
 def cmd_validate(args: argparse.Namespace) -> int:
     path = stack_path(args.stack, args.file)
-    try:
-        loaded = load_stack_file(path)
-    except ConfigError as error:
-        print(error.report(), file=sys.stderr)
-        return 1
+    loaded = load_stack_file(path)
     for warning in loaded.warnings:
         print(format_finding(str(path), warning))
     print(f"{path}: valid ({len(loaded.warnings)} warning(s))")
@@ -55,11 +51,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
     from hyperscaler.plan import format_tree, run_plan, summary, write_plan
 
     path = stack_path(args.stack, args.file)
-    try:
-        result = run_plan(path)
-    except ConfigError as error:
-        print(error.report(), file=sys.stderr)
-        return 1
+    result = run_plan(path)
     print(format_tree(result.records))
     print()
     print(summary(result))
@@ -107,11 +99,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
         print(format_report(results), end="")
         return exit_code(results)
     path = stack_path(args.stack, args.file)
-    try:
-        spec = load_stack_file(path).spec
-    except ConfigError as error:
-        print(error.report(), file=sys.stderr)
-        return 1
+    spec = load_stack_file(path).spec
     host = args.host or _doctor_host(spec, root)
     huge = normal = disk = 0
     if spec.host(host) is not None:
@@ -172,6 +160,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.func(args))
+    except ConfigError as error:  # every finding of the stack file, with paths; never a traceback
+        print(error.report(), file=sys.stderr)
+        return 1
     except UsageError as error:
         print(f"{parser.prog}: error: {error}", file=sys.stderr)
         return 2

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 
@@ -58,3 +58,22 @@ class RenderedFile:
     mode: str = "0644"
     owner: str = "root:root"
     secret: bool = False
+
+
+T = TypeVar("T")
+
+
+def in_dependency_order(items: Iterable[T], key: Callable[[T], str], requires: Callable[[T], Iterable[str]]) -> list[T]:
+    """Each item after the items it requires (only requirements among `items` count); stable otherwise."""
+    pending = list(items)
+    known = {key(item) for item in pending}
+    done: set[str] = set()
+    ordered: list[T] = []
+    while pending:
+        ready = [item for item in pending if {r for r in requires(item) if r in known} <= done]
+        if not ready:
+            raise ValueError(f"a dependency cycle among: {[key(item) for item in pending]}")
+        ordered += ready
+        done.update(key(item) for item in ready)
+        pending = [item for item in pending if key(item) not in done]
+    return ordered

@@ -12,7 +12,7 @@ import hostlist
 
 from config.models import ClusterSpec
 from config.topology import NodePlan
-from render.common import RenderedFile, content_hash
+from render.common import RenderedFile, content_hash, in_dependency_order
 from render.placement import data_disk_serial
 from render.remote import render_script
 from render.slurm import (
@@ -229,15 +229,4 @@ def slurm_plan(spec: ClusterSpec, nodes: list[NodePlan]) -> list[NodeSlurm]:
 def ordered_steps(plan: list[NodeSlurm]) -> list[Step]:
     """Every step after the steps it requires (stable: plan order among equals). This is the order the
     Pulumi graph allows; the real-SLURM proof runs the steps in exactly this order."""
-    pending = [step for node in plan for step in node.steps]
-    done: set[str] = set()
-    ordered: list[Step] = []
-    while pending:
-        ready = [s for s in pending if set(s.requires) <= done]
-        if not ready:
-            raise ValueError(f"steps wait on each other: {[s.key for s in pending]}")
-        for step in ready:
-            ordered.append(step)
-            done.add(step.key)
-        pending = [s for s in pending if s.key not in done]
-    return ordered
+    return in_dependency_order((s for node in plan for s in node.steps), lambda s: s.key, lambda s: s.requires)

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from hyperscaler.mocks import Registration
+from render.common import in_dependency_order
 
 COMMAND = "command:remote:Command"
 
@@ -25,21 +26,9 @@ class Ran:
 
 
 def command_order(records: list[Registration]) -> list[Registration]:
-    """remote.Commands in dependency order (Kahn; declaration order among ready ones)."""
+    """remote.Commands in an order that honours every depends_on between them."""
     commands = [r for r in records if r.type == COMMAND]
-    urns = {r.urn for r in commands}
-    done: set[str] = set()
-    ordered: list[Registration] = []
-    pending = commands
-    while pending:
-        ready = [r for r in pending if {d for d in r.depends_on if d in urns} <= done]
-        if not ready:
-            raise AssertionError(f"cycle among commands: {[r.name for r in pending]}")
-        for rec in ready:
-            ordered.append(rec)
-            done.add(rec.urn)
-        pending = [r for r in pending if r.urn not in done]
-    return ordered
+    return in_dependency_order(commands, lambda r: r.urn, lambda r: r.depends_on)
 
 
 SshRunner = Callable[[str, str, str | None], subprocess.CompletedProcess[str]]  # (host, command, stdin)
