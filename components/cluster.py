@@ -73,6 +73,7 @@ class HpcCluster(pulumi.ComponentResource):
                 domain_name=f"{spec.name}-{plan.name}",
                 domain_type=node_host.domain_type,
                 firmware=node_host.firmware,
+                direct_boot=node_host.direct_boot,
                 pool_name=stores[node_host.name].pool_name,
                 base_volume_id=stores[node_host.name].base_volume_ids[plan.image],
                 management_network_id=networks[node_host.name].management_id,

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 import pulumi
 import pulumi_libvirt as libvirt
 
-from config.models import Firmware
+from config.models import DirectBoot, Firmware
 from config.topology import NodePlan
 
 GIB = 1024**3
@@ -25,6 +25,7 @@ class NodeArgs:
     domain_name: str
     domain_type: str
     firmware: Firmware
+    direct_boot: DirectBoot | None
     pool_name: pulumi.Input[str]
     base_volume_id: pulumi.Input[str]
     management_network_id: pulumi.Input[str]
@@ -35,6 +36,28 @@ class NodeArgs:
     domain_xslt: str
     dhcp_reservation: bool = False  # register the node's address with libvirt's DHCP/DNS (nat/route networks)
     data_disks: tuple[DataDisk, ...] = field(default=())
+
+
+@dataclass(frozen=True)
+class Boot:
+    """UEFI (OVMF code + a per-VM variable store), or a kernel and initrd straight from the host."""
+
+    firmware: str | None = None
+    nvram: libvirt.DomainNvramArgs | None = None
+    kernel: str | None = None
+    initrd: str | None = None
+    cmdlines: list[dict[str, str]] | None = None
+
+
+def boot_args(domain_name: str, firmware: Firmware, direct: DirectBoot | None) -> Boot:
+    if direct is None:
+        nvram = libvirt.DomainNvramArgs(
+            file=f"/var/lib/libvirt/qemu/nvram/{domain_name}_VARS.fd", template=firmware.vars_template
+        )
+        return Boot(firmware=firmware.code, nvram=nvram)
+    # One map per argument keeps their order; the provider writes "_" entries as bare flags.
+    cmdlines = [{"_": arg} if "=" not in arg else dict([arg.split("=", 1)]) for arg in direct.cmdline.split()]
+    return Boot(kernel=direct.kernel, initrd=direct.initrd, cmdlines=cmdlines)
 
 
 class Node(pulumi.ComponentResource):
@@ -94,6 +117,7 @@ class Node(pulumi.ComponentResource):
                 network_id=args.interconnect_network_id, mac=plan.ic_mac, wait_for_lease=False
             ),
         ]
+        boot = boot_args(args.domain_name, args.firmware, args.direct_boot)
         domain = libvirt.Domain(
             f"{name}-domain",
             name=args.domain_name,
@@ -104,10 +128,11 @@ class Node(pulumi.ComponentResource):
             vcpu=plan.vcpus,
             memory=plan.memory_mib,
             cpu=libvirt.DomainCpuArgs(mode="host-passthrough"),
-            firmware=args.firmware.code,
-            nvram=libvirt.DomainNvramArgs(
-                file=f"/var/lib/libvirt/qemu/nvram/{args.domain_name}_VARS.fd", template=args.firmware.vars_template
-            ),
+            firmware=boot.firmware,
+            nvram=boot.nvram,
+            kernel=boot.kernel,
+            initrd=boot.initrd,
+            cmdlines=boot.cmdlines,
             disks=[libvirt.DomainDiskArgs(volume_id=root.id), *(libvirt.DomainDiskArgs(volume_id=v.id) for v in data)],
             cloudinit=cloudinit.id,
             network_interfaces=interfaces,

@@ -3,6 +3,7 @@
 from config.models.cluster import ClusterSpec
 from config.models.hosts import (
     CpuTopology,
+    DirectBoot,
     Firmware,
     Gpu,
     Host,
@@ -25,6 +26,7 @@ __all__ = [
     "Containers",
     "Controller",
     "CpuTopology",
+    "DirectBoot",
     "Firmware",
     "Gpu",
     "Host",

@@ -65,6 +65,14 @@ class Firmware(Model):
     )
 
 
+class DirectBoot(Model):
+    """Boot guests from a kernel and initrd on the host instead of UEFI firmware and the image's bootloader."""
+
+    kernel: NonEmptyStr = setting(impact=Impact.REPLACE_VM, doc="Path of the guest kernel on the host.")
+    initrd: NonEmptyStr | None = setting(None, impact=Impact.REPLACE_VM, doc="Path of the initrd on the host.")
+    cmdline: str = setting("root=/dev/vda rw console=ttyS0", impact=Impact.REPLACE_VM, doc="Kernel command line.")
+
+
 class PciFunction(Model):
     """Another device in a GPU's IOMMU group, as `hyperscaler inventory` reports it."""
 
@@ -115,6 +123,11 @@ class Host(Model):
     reserve: HostReserve = setting(HostReserve(), impact=Impact.IN_PLACE, doc="What stays with the host itself.")
     pool: StoragePool = setting(StoragePool(), impact=Impact.DATA_AT_RISK, doc="Where volumes live on this host.")
     firmware: Firmware = setting(Firmware(), impact=Impact.REPLACE_VM, doc="UEFI firmware files on this host.")
+    direct_boot: DirectBoot | None = setting(
+        None,
+        impact=Impact.REPLACE_VM,
+        doc="Direct kernel boot instead of UEFI, for test rigs; a real workstation leaves it empty.",
+    )
     gpus: list[Gpu] = setting([], impact=Impact.REPLACE_VM, doc="GPUs on this host that may be passed through.")
 
     @model_validator(mode="after")

@@ -148,3 +148,22 @@ def test_gpu_nodes_get_hostdevs_in_their_xslt(monitor: RecordingMonitor) -> None
             assert f'bus="0x{bus}"' in xslt
         else:
             assert "hostdev" not in xslt.replace("not(self::hostdev)", "")
+
+
+def test_direct_kernel_boot_replaces_uefi(monitor: RecordingMonitor) -> None:
+    from config.presets import apply_preset
+
+    raw = apply_preset(
+        {"preset": "dev", "name": "dev", "ssh": {"public_keys": [loaded("dev").spec.ssh.public_keys[0]]}}
+    )
+    raw["hosts"][0]["domain_type"] = "qemu"
+    raw["hosts"][0]["direct_boot"] = {
+        "kernel": "/srv/vmlinuz",
+        "initrd": "/srv/initrd.img",
+        "cmdline": "root=/dev/vda rw console=ttyS0 quiet",
+    }
+    records = build(monitor, ClusterSpec.model_validate(raw))
+    domain = next(r for r in records if r.name == "dev-controller-domain").plain_inputs
+    assert domain["type"] == "qemu" and domain["kernel"] == "/srv/vmlinuz" and domain["initrd"] == "/srv/initrd.img"
+    assert domain["cmdlines"] == [{"root": "/dev/vda"}, {"_": "rw"}, {"console": "ttyS0"}, {"_": "quiet"}]
+    assert "firmware" not in domain and "nvram" not in domain
