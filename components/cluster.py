@@ -8,6 +8,7 @@ from typing import Any
 import pulumi
 import pulumi_libvirt as libvirt
 
+from components.hosts import ClusterHosts, ClusterHostsArgs
 from components.images import ImageStore, ImageStoreArgs
 from components.network import ClusterNetwork, ClusterNetworkArgs
 from components.node import ComputeNode, Controller, DataDisk, Node, NodeArgs, StorageNode
@@ -78,7 +79,7 @@ class HpcCluster(pulumi.ComponentResource):
                 base_volume_id=stores[node_host.name].base_volume_ids[plan.image],
                 management_network_id=networks[node_host.name].management_id,
                 interconnect_network_id=networks[node_host.name].interconnect_id,
-                user_data=render_user_data(spec, plan, plans),
+                user_data=render_user_data(spec, plan),
                 meta_data=render_meta_data(spec, plan),
                 network_config=render_network_config(spec, plan),
                 domain_xslt=render_domain_xslt(tunings[plan.name]),
@@ -92,9 +93,14 @@ class HpcCluster(pulumi.ComponentResource):
                 pulumi.ResourceOptions(parent=self, providers={"libvirt": providers[node_host.name]}),
             )
 
+        self.hosts = ClusterHosts(
+            f"{name}-hosts",
+            ClusterHostsArgs(spec, plans, dict(self.nodes), args.ssh_private_key),
+            pulumi.ResourceOptions(parent=self),
+        )
         self.slurm = SlurmCluster(
             f"{name}-slurm",
-            SlurmClusterArgs(spec, plans, dict(self.nodes), args.ssh_private_key),
+            SlurmClusterArgs(spec, plans, dict(self.nodes), dict(self.hosts.files), args.ssh_private_key),
             pulumi.ResourceOptions(parent=self),
         )
 

@@ -24,6 +24,7 @@ class SlurmClusterArgs:
     spec: ClusterSpec
     nodes: list[NodePlan]
     vms: dict[str, pulumi.Resource]  # node name -> its VM component: steps wait for the VM to exist
+    hosts_files: dict[str, pulumi.Resource]  # node name -> its /etc/hosts push: SLURM needs every peer to resolve
     ssh_private_key: pulumi.Input[str] | None = None
 
 
@@ -55,13 +56,13 @@ class SlurmCluster(pulumi.ComponentResource):
 
         for node_slurm in plan:
             node = node_slurm.node.name
-            vm = args.vms[node]
+            ready = [args.vms[node], args.hosts_files[node]]
             conn = node_connection(ssh_route(spec, node_slurm.node), args.ssh_private_key, spec.ssh.connect_timeout_s)
             connections[node] = conn
             files[node], hashes[node] = {}, {}
             for file in node_slurm.files:
                 slug = file.path.strip("/").replace("/", "-").replace(".", "-")
-                files[node][file.path] = push_file(f"{name}-{node}-{slug}", file, conn, user, self, depends_on=[vm])
+                files[node][file.path] = push_file(f"{name}-{node}-{slug}", file, conn, user, self, depends_on=ready)
                 hashes[node][file.path] = content_hash(file.content)
             for path in node_slurm.secret_paths:
                 template, value = secret_files[path]
@@ -73,7 +74,7 @@ class SlurmCluster(pulumi.ComponentResource):
                     user,
                     self,
                     content=value,
-                    depends_on=[vm],
+                    depends_on=ready,
                     base64=path == MUNGE_KEY,
                 )
                 hashes[node][path] = pulumi.Output.secret(pulumi.Output.from_input(value).apply(content_hash))

@@ -126,6 +126,16 @@ def cmd_inventory(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_diff(args: argparse.Namespace) -> int:
+    from hyperscaler.diff import diff_report, stack_at_revision
+
+    new = stack_path(args.stack, args.file)
+    old = Path(args.against) if args.against else stack_at_revision(new, args.revision)
+    report, _ = diff_report(old, new)
+    print(report)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m hyperscaler", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -152,6 +162,12 @@ def build_parser() -> argparse.ArgumentParser:
     inventory.add_argument("--root", default="/", help="read PATH/sys, PATH/proc and PATH/dev (default: /)")
     inventory.add_argument("--host-name", help="name for the entry (default: the machine's short hostname)")
     inventory.set_defaults(func=cmd_inventory)
+    diff = sub.add_parser("diff", help="what a stack change does: fields with their impact, resources to change")
+    diff.add_argument("stack", nargs="?", help="stack name: reads Pulumi.<stack>.yaml")
+    diff.add_argument("--file", help="path of a stack file instead of a stack name")
+    diff.add_argument("--against", help="the old stack file; default: the file at --revision in git")
+    diff.add_argument("--revision", default="HEAD", help="git revision of the old file (default HEAD)")
+    diff.set_defaults(func=cmd_diff)
     return parser
 
 

@@ -18,15 +18,26 @@ PermitRootLogin prohibit-password
 
 
 def render_hosts_file(spec: ClusterSpec, nodes: list[NodePlan]) -> str:
-    """/etc/hosts for every node: SLURM and BeeGFS need every peer to resolve, DNS or not."""
+    """/etc/hosts with every node: SLURM and BeeGFS need each peer to resolve, whatever DNS there is.
+    Pushed by a Command (components/hosts.py), not by cloud-init, which writes files only at first boot."""
     domain = spec.networks.management.domain
-    lines = ["127.0.0.1\tlocalhost", "::1\tlocalhost ip6-localhost ip6-loopback", ""]
+    lines = ["# Managed by hyperscaler: every node of the cluster.", *_LOCALHOST]
     lines += [f"{n.mgmt_ip}\t{n.name}.{domain}\t{n.name}" for n in nodes]
     lines += [f"{n.ic_ip}\t{n.name}-ib.{domain}\t{n.name}-ib" for n in nodes]
     return "\n".join(lines) + "\n"
 
 
-def render_user_data(spec: ClusterSpec, node: NodePlan, nodes: list[NodePlan]) -> str:
+_LOCALHOST = ["127.0.0.1\tlocalhost", "::1\tlocalhost ip6-localhost ip6-loopback", ""]
+
+
+def _first_boot_hosts(spec: ClusterSpec, node: NodePlan) -> str:
+    """Only the node itself: user-data must not depend on the other nodes, or adding a node would change
+    every node's cloud-init disk."""
+    domain = spec.networks.management.domain
+    return "\n".join([*_LOCALHOST, f"{node.mgmt_ip}\t{node.name}.{domain}\t{node.name}"]) + "\n"
+
+
+def render_user_data(spec: ClusterSpec, node: NodePlan) -> str:
     ssh = spec.ssh
     if ssh.user == "root":
         users: list[object] = [{"name": "root", "lock_passwd": True, "ssh_authorized_keys": list(ssh.public_keys)}]
@@ -56,7 +67,7 @@ def render_user_data(spec: ClusterSpec, node: NodePlan, nodes: list[NodePlan]) -
                 "path": "/etc/hosts",
                 "permissions": "0644",
                 "owner": "root:root",
-                "content": render_hosts_file(spec, nodes),
+                "content": _first_boot_hosts(spec, node),
             },
             {
                 "path": "/etc/ssh/sshd_config.d/50-hyperscaler.conf",

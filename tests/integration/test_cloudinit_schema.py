@@ -27,7 +27,7 @@ def test_user_data_passes_cloud_init_schema(stack: str, tmp_path: Path) -> None:
     nodes = plan_nodes(spec)
     for node in nodes:
         path = tmp_path / f"{node.name}.yaml"
-        path.write_text(render_user_data(spec, node, nodes))
+        path.write_text(render_user_data(spec, node))
         proc = subprocess.run(
             [cloud_init(), "schema", "--config-file", str(path)], capture_output=True, text=True, timeout=60
         )

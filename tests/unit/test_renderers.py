@@ -9,7 +9,7 @@ import yaml
 from lxml import etree
 
 from config.topology import plan_nodes
-from render.cloudinit import render_meta_data, render_network_config, render_user_data
+from render.cloudinit import render_hosts_file, render_meta_data, render_network_config, render_user_data
 from render.common import content_hash, key_values
 from render.domain_xslt import DomainTuning, render_domain_xslt
 from render.network_xslt import render_network_xslt
@@ -25,7 +25,7 @@ def test_node_documents_match_golden(stack: str, golden: Callable[[str, str], No
     for node in nodes:
         host = spec.host(node.host)
         assert host is not None
-        golden(f"{stack}/{node.name}/user-data", render_user_data(spec, node, nodes))
+        golden(f"{stack}/{node.name}/user-data", render_user_data(spec, node))
         golden(f"{stack}/{node.name}/meta-data", render_meta_data(spec, node))
         golden(f"{stack}/{node.name}/network-config", render_network_config(spec, node))
         golden(f"{stack}/{node.name}/domain.xslt", render_domain_xslt(tunings[node.name]))
@@ -34,20 +34,23 @@ def test_node_documents_match_golden(stack: str, golden: Callable[[str, str], No
 def test_renderers_are_deterministic() -> None:
     spec = loaded("cluster").spec
     nodes = plan_nodes(spec)
-    first = [render_user_data(spec, n, nodes) for n in nodes]
-    again = [render_user_data(spec, n, plan_nodes(spec)) for n in plan_nodes(spec)]
+    first = [render_user_data(spec, n) for n in nodes]
+    again = [render_user_data(spec, n) for n in plan_nodes(spec)]
     assert first == again
 
 
 def test_user_data_has_keys_and_no_passwords() -> None:
     spec = loaded("dev").spec
     nodes = plan_nodes(spec)
-    doc = yaml.safe_load(render_user_data(spec, nodes[0], nodes))
+    doc = yaml.safe_load(render_user_data(spec, nodes[0]))
     assert doc["ssh_pwauth"] is False
     user = doc["users"][0]
     assert user["name"] == spec.ssh.user and user["lock_passwd"] is True
     assert user["ssh_authorized_keys"] == list(spec.ssh.public_keys)
-    hosts = next(f for f in doc["write_files"] if f["path"] == "/etc/hosts")["content"]
+    first_boot = next(f for f in doc["write_files"] if f["path"] == "/etc/hosts")["content"]
+    assert f"{nodes[0].mgmt_ip}\tcontroller.hpc\tcontroller" in first_boot
+    assert nodes[1].name not in first_boot  # other nodes come from the pushed /etc/hosts
+    hosts = render_hosts_file(spec, nodes)
     for node in nodes:
         assert f"{node.mgmt_ip}\t{node.name}.hpc\t{node.name}" in hosts
 

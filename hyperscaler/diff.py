@@ -1,0 +1,172 @@
+"""`hyperscaler diff`: what a change to a stack file would do, before `pulumi preview`.
+
+Two views of the same change: the fields that differ, each with its declared Impact, and the resources
+whose inputs differ between two offline plans, classified the way the providers will treat them
+(pulumi-libvirt replaces a Domain for most inputs; any trigger change replaces a remote.Command).
+"""
+
+from __future__ import annotations
+
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from config.impact import Impact, field_impacts
+from config.load import build_spec, read_stack_file
+from config.models import ClusterSpec
+from hyperscaler.mocks import Registration
+from hyperscaler.plan import run_plan
+
+# Inputs whose change replaces the resource (the providers' schemas mark them replace-on-change).
+REPLACE_ON_CHANGE: dict[str, set[str] | None] = {  # None: every input
+    "libvirt:index/domain:Domain": {
+        "vcpu", "memory", "cpu", "firmware", "nvram", "disks", "filesystems", "graphics", "name", "type",
+        "description", "cmdlines", "coreosIgnition", "fwCfgName", "xml", "kernel", "initrd", "machine", "arch",
+    },
+    "libvirt:index/network:Network": {"addresses", "bridge", "dhcp", "domain", "mode", "name", "routes", "xml"},
+    "libvirt:index/volume:Volume": None,
+    "libvirt:index/cloudInitDisk:CloudInitDisk": None,
+    "libvirt:index/pool:Pool": None,
+    "command:remote:Command": {"triggers"},
+    "random:index/randomBytes:RandomBytes": None,
+    "random:index/randomPassword:RandomPassword": None,
+}
+
+
+@dataclass(frozen=True)
+class FieldChange:
+    path: str
+    impact: Impact | None
+    before: Any
+    after: Any
+
+
+@dataclass(frozen=True)
+class ResourceChange:
+    action: str  # create | delete | update | replace
+    type: str
+    name: str
+    keys: tuple[str, ...]
+    protected: bool = False
+
+
+def flatten(value: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(value, dict):
+        out: dict[str, Any] = {}
+        for key, sub in value.items():
+            out.update(flatten(sub, f"{prefix}.{key}" if prefix else str(key)))
+        return out or {prefix: {}}
+    if isinstance(value, list) and all(isinstance(v, dict) for v in value):
+        out = {prefix: f"<{len(value)} item(s)>"}
+        for i, sub in enumerate(value):
+            out.update(flatten(sub, f"{prefix}[{i}]"))
+        return out
+    return {prefix: value}
+
+
+def impact_of_path(path: str, impacts: dict[str, tuple[Impact | None, str]]) -> Impact | None:
+    generic = "".join(("[]" if part.startswith("[") else part) for part in _split(path))
+    while generic:
+        if generic in impacts:
+            return impacts[generic][0]
+        cut = max(generic.rfind("."), generic.rfind("[]"))
+        generic = generic[:cut] if cut > 0 else ""
+    return None
+
+
+def _split(path: str) -> list[str]:
+    parts: list[str] = []
+    token = ""
+    i = 0
+    while i < len(path):
+        if path[i] == "[":
+            end = path.index("]", i)
+            parts += [token, path[i : end + 1]] if token else [path[i : end + 1]]
+            token = ""
+            i = end + 1
+        else:
+            token += path[i]
+            i += 1
+    if token:
+        parts.append(token)
+    return parts
+
+
+def field_changes(before: ClusterSpec, after: ClusterSpec) -> list[FieldChange]:
+    """Differences between two validated specs, defaults and presets included."""
+    impacts = field_impacts(ClusterSpec)
+    old, new = flatten(before.model_dump(mode="json")), flatten(after.model_dump(mode="json"))
+    changes = []
+    for path in sorted(set(old) | set(new)):
+        if old.get(path) != new.get(path):
+            changes.append(FieldChange(path, impact_of_path(path, impacts), old.get(path), new.get(path)))
+    return changes
+
+
+def resource_changes(before: list[Registration], after: list[Registration]) -> list[ResourceChange]:
+    old = {r.urn: r for r in before}
+    new = {r.urn: r for r in after}
+    changes = []
+    for urn in sorted(set(old) | set(new)):
+        rec = new.get(urn) or old[urn]
+        if not rec.custom:
+            continue
+        if urn not in old:
+            changes.append(ResourceChange("create", rec.type, rec.name, ()))
+        elif urn not in new:
+            changes.append(ResourceChange("delete", rec.type, rec.name, (), old[urn].protect))
+        else:
+            a, b = old[urn].plain_inputs, new[urn].plain_inputs
+            keys = tuple(sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k)))
+            if keys:
+                replace_keys = REPLACE_ON_CHANGE.get(rec.type, set())
+                replaced = replace_keys is None or bool(set(keys) & replace_keys)
+                changes.append(ResourceChange("replace" if replaced else "update", rec.type, rec.name, keys,
+                                              old[urn].protect))
+    return changes
+
+
+def stack_at_revision(path: Path, revision: str) -> Path:
+    """Write the stack file as it was at a git revision next to a temp copy, for planning."""
+    rel = path.resolve().relative_to(_git_root(path))
+    text = subprocess.run(["git", "show", f"{revision}:{rel}"], cwd=_git_root(path), capture_output=True,
+                          text=True, check=True).stdout
+    out = Path(subprocess.run(["mktemp", "-d"], capture_output=True, text=True, check=True).stdout.strip())
+    target = out / path.name
+    target.write_text(text)
+    return target
+
+
+def _git_root(path: Path) -> Path:
+    top = subprocess.run(["git", "rev-parse", "--show-toplevel"], cwd=path.resolve().parent, capture_output=True,
+                         text=True, check=True).stdout.strip()
+    return Path(top)
+
+
+def diff_report(old_file: Path, new_file: Path) -> tuple[str, Impact | None]:
+    before, after = build_spec(read_stack_file(old_file)), build_spec(read_stack_file(new_file))
+    fields = field_changes(before.spec, after.spec)
+    resources = resource_changes(run_plan(old_file).records, run_plan(new_file).records)
+    worst = max((f.impact for f in fields if f.impact), key=lambda i: i.rank, default=None)
+    lines = [f"Changes from {old_file} to {new_file}:", ""]
+    if not fields:
+        lines.append("  no field changed")
+    for f in fields:
+        lines.append(f"  {f.impact.value if f.impact else '?':13} {f.path}: {f.before!r} -> {f.after!r}")
+    lines += ["", "Resources:"]
+    if not resources:
+        lines.append("  none change")
+    for r in resources:
+        note = "  (protected: Pulumi will refuse)" if r.protected and r.action in ("replace", "delete") else ""
+        keys = f" [{', '.join(r.keys)}]" if r.keys else ""
+        lines.append(f"  {r.action:8} {r.type}  {r.name}{keys}{note}")
+    counts: dict[str, int] = {}
+    for r in resources:
+        counts[r.action] = counts.get(r.action, 0) + 1
+    domains = sum(1 for r in resources if r.type.endswith("domain:Domain") and r.action in ("replace", "delete"))
+    lines += ["", "Summary: " + (", ".join(f"{n} to {a}" for a, n in sorted(counts.items())) or "no change")
+              + (f"; {domains} VM(s) replaced or removed" if domains else "; no VM is replaced")]
+    if worst:
+        lines.append(f"Worst field impact: {worst.value}")
+    return "\n".join(lines), worst

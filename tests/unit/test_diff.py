@@ -1,0 +1,71 @@
+"""`hyperscaler diff`: field impacts and resource actions of a stack change, from two offline plans."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from config.impact import Impact
+from hyperscaler.cli import main
+from hyperscaler.diff import diff_report, resource_changes
+from hyperscaler.plan import run_plan
+from tests.stacks import ROOT
+
+
+def variant(tmp: Path, name: str, **overrides: object) -> Path:
+    doc = yaml.safe_load((ROOT / "Pulumi.dev.yaml").read_text())
+    doc["config"]["hyperscaler:cluster"].update(overrides)
+    path = tmp / name / "Pulumi.dev.yaml"
+    path.parent.mkdir()
+    path.write_text(yaml.safe_dump(doc))
+    return path
+
+
+def changes(old: Path, new: Path) -> dict[str, str]:
+    return {c.name: c.action for c in resource_changes(run_plan(old).records, run_plan(new).records)}
+
+
+def test_partition_change_touches_only_commands(tmp_path: Path) -> None:
+    old = variant(tmp_path, "a")
+    new = variant(tmp_path, "b", slurm={"partitions": [{"name": "batch", "default": True}]})
+    diff = changes(old, new)
+    assert diff and all(name.startswith("dev-slurm-") for name in diff), diff
+    report, worst = diff_report(old, new)
+    assert worst is Impact.RECONFIGURE and "no VM is replaced" in report
+
+
+def test_adding_a_node_leaves_the_other_vms_alone(tmp_path: Path) -> None:
+    old = variant(tmp_path, "a")
+    new = variant(tmp_path, "b", compute=[{"name": "cpu", "count": 3, "vcpus": 2, "memory_mib": 4096}])
+    diff = changes(old, new)
+    libvirt = {n: a for n, a in diff.items() if not n.startswith(("dev-slurm-", "dev-hosts-"))}
+    # cloud-init carries only node-local identity, so the existing nodes' disks and domains stay
+    assert libvirt == {
+        "dev-cpu-03-disk": "create",
+        "dev-cpu-03-cloudinit": "create",
+        "dev-cpu-03-domain": "create",
+        "dev-ws1-net-mgmt": "update",
+    }
+    assert diff["dev-hosts-cpu-01"] == "replace" and diff["dev-hosts-cpu-03"] == "create"
+
+
+def test_resizing_replaces_the_vm_and_flags_protected_data(tmp_path: Path) -> None:
+    old = variant(tmp_path, "a")
+    new = variant(tmp_path, "b", controller={"memory_mib": 4096, "state_disk_gib": 8})
+    diff = resource_changes(run_plan(old).records, run_plan(new).records)
+    by_name = {c.name: c for c in diff}
+    assert by_name["dev-controller-domain"].action == "replace"
+    state = by_name["dev-controller-state"]
+    assert state.action == "replace" and state.protected
+    report, worst = diff_report(old, new)
+    assert worst is Impact.DATA_AT_RISK and "protected: Pulumi will refuse" in report
+
+
+def test_cli_diff_against_a_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    old = variant(tmp_path, "a")
+    new = variant(tmp_path, "b", controller={"vcpus": 3})
+    assert main(["diff", "--file", str(new), "--against", str(old)]) == 0
+    out = capsys.readouterr().out
+    assert "replace-vm    controller.vcpus: 2 -> 3" in out and "replace  libvirt:index/domain:Domain" in out
