@@ -62,11 +62,15 @@ def run_plan(stack_file: Path) -> PlanResult:
     async def program() -> None:
         cwd = os.getcwd()
         os.chdir(stack_file.resolve().parent)  # the program looks for Pulumi.<stack>.yaml beside it
-        sys.path.insert(0, str(PROJECT_ROOT))
+        added = str(PROJECT_ROOT) not in sys.path
+        if added:
+            sys.path.insert(0, str(PROJECT_ROOT))  # as the language host runs it: imports from the project root
         try:
             runpy.run_path(str(PROJECT_ROOT / "__main__.py"), run_name="__main__")
         finally:
             os.chdir(cwd)
+            if added:
+                sys.path.remove(str(PROJECT_ROOT))
         root = get_root_resource()
         for key, value in getattr(root, "outputs", {}).items():
             out = pulumi.Output.from_input(value)
