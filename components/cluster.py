@@ -73,6 +73,7 @@ class HpcCluster(pulumi.ComponentResource):
                 plan=plan,
                 domain_name=f"{spec.name}-{plan.name}",
                 domain_type=node_host.domain_type,
+                cpu_mode=node_host.cpu_mode,
                 firmware=node_host.firmware,
                 direct_boot=node_host.direct_boot,
                 pool_name=stores[node_host.name].pool_name,

@@ -24,6 +24,7 @@ class NodeArgs:
     plan: NodePlan
     domain_name: str
     domain_type: str
+    cpu_mode: str
     firmware: Firmware
     direct_boot: DirectBoot | None
     pool_name: pulumi.Input[str]
@@ -55,7 +56,7 @@ def boot_args(domain_name: str, firmware: Firmware, direct: DirectBoot | None) -
             file=f"/var/lib/libvirt/qemu/nvram/{domain_name}_VARS.fd", template=firmware.vars_template
         )
         return Boot(firmware=firmware.code, nvram=nvram)
-    # One map per argument keeps their order; the provider writes "_" entries as bare flags.
+    # The provider writes "_" entries as bare flags (and sorts the arguments: their order does not matter here).
     cmdlines = [{"_": arg} if "=" not in arg else dict([arg.split("=", 1)]) for arg in direct.cmdline.split()]
     return Boot(kernel=direct.kernel, initrd=direct.initrd, cmdlines=cmdlines)
 
@@ -127,7 +128,7 @@ class Node(pulumi.ComponentResource):
             arch="x86_64",
             vcpu=plan.vcpus,
             memory=plan.memory_mib,
-            cpu=libvirt.DomainCpuArgs(mode="host-passthrough"),
+            cpu=libvirt.DomainCpuArgs(mode=args.cpu_mode),
             firmware=boot.firmware,
             nvram=boot.nvram,
             kernel=boot.kernel,

@@ -213,7 +213,20 @@ def capacity(spec: ClusterSpec, nodes: list[NodePlan]) -> Iterator[Finding]:
                 f"the reserve keeps all {host.cpu.logical_cpus} CPUs of {host.name} for the host",
                 "reserve fewer CPUs",
             )
-        if vcpus > host.usable_cpus:
+        if not host.pinning and any(n.gpus for n in placed):
+            yield Finding(
+                f"hosts[{hi}].pinning",
+                f"GPU VMs on {host.name} need pinned vCPUs next to their GPUs",
+                "set pinning: true (the default) on a host that passes GPUs through",
+            )
+        if vcpus > host.usable_cpus and not host.pinning:
+            yield Finding(
+                f"hosts[{hi}]",
+                f"{vcpus} vCPUs float over {host.usable_cpus} usable CPUs of {host.name} (pinning is off)",
+                "fine for a test rig; a real cluster wants pinning: true and no overcommit",
+                Severity.WARNING,
+            )
+        elif vcpus > host.usable_cpus:
             yield Finding(
                 f"hosts[{hi}]",
                 f"{vcpus} vCPUs are placed on {host.name}, which has "

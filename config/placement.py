@@ -215,6 +215,11 @@ class _Planner:
             placed = by_host.get(host.name, [])
             if not placed:
                 continue
+            if not host.pinning:
+                # Floating vCPUs: no pinning, NUMA binding or hugepages to plan.
+                for node in placed:
+                    self.vms[node.name] = VmPlacement(node.name, host.name, (), (), (), None, node.memory_mib)
+                continue
             state = _host_state(self.spec, index)
             over_cpus = sum(n.vcpus for n in placed) > host.usable_cpus
             if state is None or over_cpus:

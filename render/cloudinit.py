@@ -101,7 +101,8 @@ def render_network_config(spec: ClusterSpec, node: NodePlan) -> str:
                 "match": {"macaddress": node.mgmt_mac},
                 "set-name": MGMT_IFACE,
                 "addresses": [f"{node.mgmt_ip}/{mgmt.network.prefixlen}"],
-                "routes": [{"to": "default", "via": mgmt.gateway_address}],
+                # "0.0.0.0/0", not "default": cloud-init 22.4 (Debian 12) rejects "default" and brings no interface up
+                "routes": [{"to": "0.0.0.0/0", "via": mgmt.gateway_address}],
                 "nameservers": {"addresses": mgmt.resolvers, "search": [mgmt.domain]},
                 "mtu": mgmt.mtu,
             },

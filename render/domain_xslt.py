@@ -21,6 +21,7 @@ class DomainTuning:
     cores: int
     threads: int
     hostdevs: tuple[str, ...] = ()  # PCI addresses DDDD:BB:SS.F, every function of each passed-through group
+    cpu_mode: str = "host-passthrough"  # used only when the provider's XML has no <cpu> at all
     vcpupins: tuple[tuple[int, int], ...] = ()  # (vcpu, host cpu)
     emulator_cpus: tuple[int, ...] = ()
     numa_nodes: tuple[int, ...] = ()  # strict memory placement
@@ -197,4 +198,4 @@ def _topology(t: DomainTuning) -> str:
 
 def _cpu_element(t: DomainTuning) -> str:
     extra = '<maxphysaddr mode="passthrough"/>' if t.maxphysaddr_passthrough else ""
-    return f'<cpu mode="host-passthrough" check="none">{_topology(t)}{extra}</cpu>'
+    return f'<cpu mode="{t.cpu_mode}" check="none">{_topology(t)}{extra}</cpu>'

@@ -104,6 +104,7 @@ def tuning_for(
         cores=topo.cores,
         threads=topo.threads,
         hostdevs=hostdevs,
+        cpu_mode=host.cpu_mode,
         vcpupins=tuple(enumerate(placed.cpus)) if placed else (),
         emulator_cpus=placed.emulator_cpus if placed else (),
         numa_nodes=placed.numa_nodes if placed else (),

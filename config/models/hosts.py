@@ -123,6 +123,12 @@ class Host(Model):
     reserve: HostReserve = setting(HostReserve(), impact=Impact.IN_PLACE, doc="What stays with the host itself.")
     pool: StoragePool = setting(StoragePool(), impact=Impact.DATA_AT_RISK, doc="Where volumes live on this host.")
     firmware: Firmware = setting(Firmware(), impact=Impact.REPLACE_VM, doc="UEFI firmware files on this host.")
+    pinning: bool = setting(
+        True,
+        impact=Impact.REPLACE_VM,
+        doc="Pin every vCPU to a host CPU of its own (no overcommit). false lets vCPUs float and overcommit "
+        "the host: for TCG test rigs, never with GPUs.",
+    )
     direct_boot: DirectBoot | None = setting(
         None,
         impact=Impact.REPLACE_VM,
@@ -144,6 +150,11 @@ class Host(Model):
     @property
     def reserved_cpus(self) -> list[int]:
         return parse_cpuset(self.reserve.cpus)
+
+    @property
+    def cpu_mode(self) -> str:
+        """host-passthrough under KVM; TCG cannot pass a host CPU through, `maximum` emulates all it can."""
+        return "host-passthrough" if self.domain_type == "kvm" else "maximum"
 
     @property
     def usable_cpus(self) -> int:

@@ -35,6 +35,18 @@ v0.8.1 tag's own commit could not be pinned in the code index, but these paths m
   order: disks, interfaces, consoles, channels, rngs), ``DomainConsole``/``DomainChannel`` marshalling
   (type from the source; an empty unix source writes no ``<source>`` element).
 
+Direct kernel boot (checked in the same files): ``resourceLibvirtDomainCreate`` copies ``kernel``,
+``initrd``, ``arch`` and ``description`` verbatim; ``setCmdlineArgs`` turns every map of the ``cmdline``
+list into ``k=v`` (key ``_``: the bare value), then **sorts all of them** (``sort.Strings``) and joins them
+with one space, so the order the stack gives is lost (``root=/dev/vda rw console=ttyS0`` is written as
+``console=ttyS0 root=/dev/vda rw``). ``setFirmware`` writes nothing when ``firmware`` is unset, so a
+direct-boot domain has no loader/nvram. libvirt-go-xml's ``DomainOS`` order: type, loader, nvram, kernel,
+initrd, cmdline; ``DomainOSType``: arch before machine; ``description`` follows ``name``.
+
+Networks (``libvirt/resource_libvirt_network.go`` ``resourceLibvirtNetworkCreate``, ``network.go``,
+``network_def.go`` ``newNetworkDef``, ``network_dns.go``; libvirt-go-xml ``Network`` field order:
+name, forward, bridge, mtu, domain, dns, ip): see ``provider_network_xml``.
+
 Checked against libvirt 9.0.0 here (tests/integration/test_libvirt_harness.py): the output is
 well-formed, fails ``virt-xml-validate`` only for the untyped console, and ``virsh define`` (no
 validation, as the provider calls it) fails on q35 only because of the IDE cdrom.
@@ -42,8 +54,9 @@ validation, as the provider calls it) fails on q35 only because of the IDE cdrom
 
 from __future__ import annotations
 
+import ipaddress
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 # What the provider's canonicalisation turns machine="q35" into on this host's QEMU 7.2.
@@ -95,6 +108,12 @@ def _disk_letter(index: int) -> str:
     return letters[r] if q == 0 else _disk_letter(q - 1) + letters[r]
 
 
+def provider_cmdline(cmdlines: Sequence[Mapping[str, str]]) -> str:
+    """The kernel command line setCmdlineArgs builds: every ``k=v`` (``_``: bare value), sorted, joined."""
+    args = [str(v) if k == "_" else f"{k}={v}" for entry in cmdlines for k, v in entry.items()]
+    return " ".join(sorted(args))
+
+
 def provider_domain_xml(
     *,
     name: str,
@@ -113,6 +132,11 @@ def provider_domain_xml(
     disk_format: str = "qcow2",
     cpu_mode: str = "host-passthrough",
     rng_device: str = DEFAULT_RNG_DEVICE,
+    arch: str = "",
+    description: str = "",
+    kernel: str = "",
+    initrd: str = "",
+    cmdlines: Sequence[Mapping[str, str]] = (),
 ) -> str:
     """Return the domain XML the provider hands to xsltproc, for a Domain declared with name, type,
     machine, vcpu, memory, cpu.mode, firmware + nvram(file, template), one ``volume_id`` disk per entry
@@ -120,18 +144,24 @@ def provider_domain_xml(
     network_interface per (network name, mac), one pty console (target_type serial, port 0) and autostart.
 
     ``machine`` must already be canonical (the provider resolves ``q35`` through the host
-    capabilities); ``cloudinit_iso``/``firmware`` may be empty to leave those parts out.
+    capabilities); ``cloudinit_iso``/``firmware`` may be empty to leave those parts out. ``arch``,
+    ``description``, ``kernel``, ``initrd`` and ``cmdlines`` (the Domain's ``cmdlines`` list of maps) are
+    written only when given, as the provider does for empty values.
     """
     if len(mac_addresses) != len(network_names):
         raise ValueError("need exactly one MAC address per network interface")
 
-    os_el = _El("os", children=[_El("type", [("machine", machine)], text="hvm")])
+    type_attrs = [("arch", arch)] if arch else []
+    os_el = _El("os", children=[_El("type", [*type_attrs, ("machine", machine)], text="hvm")])
     if firmware:
         loader_attrs = [("readonly", "yes"), ("secure", "no"), ("type", "pflash")]
         os_el.children.append(_El("loader", loader_attrs, text=firmware))
         if nvram_file or nvram_template:
             nvram_attrs = [("template", nvram_template)] if nvram_template else []
             os_el.children.append(_El("nvram", nvram_attrs, text=nvram_file))
+    for tag, value in (("kernel", kernel), ("initrd", initrd), ("cmdline", provider_cmdline(cmdlines))):
+        if value:  # omitempty
+            os_el.children.append(_El(tag, text=value))
 
     devices = _El("devices")
     for i, path in enumerate(disk_paths):
@@ -187,6 +217,7 @@ def provider_domain_xml(
         [("type", domain_type)],
         [
             _El("name", text=name),
+            *([_El("description", text=description)] if description else []),
             _El("memory", [("unit", "MiB")], text=str(memory_mib)),
             _El("vcpu", text=str(vcpu)),
             os_el,
@@ -198,4 +229,75 @@ def provider_domain_xml(
     )
     lines: list[str] = []
     _render(domain, 0, lines)
+    return "\n".join(lines)
+
+
+def provider_network_xml(
+    *,
+    name: str,
+    mode: str = "nat",
+    domain: str = "",
+    local_only: bool = False,
+    bridge: str = "",
+    mtu: int | None = None,
+    addresses: Sequence[str] = (),
+    dhcp_enabled: bool | None = None,
+    dns_enabled: bool = False,
+    dns_hosts: Sequence[tuple[str, str]] = (),
+) -> str:
+    """The network XML terraform-provider-libvirt 0.8.1 hands to xsltproc for a ``libvirt.Network``.
+
+    From ``resourceLibvirtNetworkCreate`` and its helpers:
+
+    * ``newNetworkDef``: ``<forward mode="nat"><nat><port start="1024" end="65535"/></nat></forward>``
+      is the template; ``mode`` replaces the mode; ``none`` drops ``forward`` entirely, ``route``/``open``
+      drop ``nat``. Bridge mode keeps only ``<bridge name=...>`` (no stp), no ip and no dns.
+    * ``getBridgeFromResource``: ``<bridge stp="on">`` with ``name`` only when given (libvirt picks virbrN).
+    * ``getMTUFromResource``: ``<mtu size=N>`` when set; ``getDomainFromResource``: ``<domain name=...>``
+      with ``localOnly="yes"`` only when ``dns.local_only`` is true.
+    * ``getDNSEnableFromResource``: ``enable="yes"`` only when ``dns.enabled`` is true, else ``"no"``;
+      ``getDNSHostsFromResource`` groups hostnames by IP through a Go map, so the host order is random:
+      here they are sorted by IP (libvirt does not care).
+    * ``getIPsFromResource`` / ``getNetworkIPConfig``: per CIDR, ``<ip address=<first host> family=ipv4
+      prefix=N>`` and a DHCP range from the second host to the last-but-broadcast, unless
+      ``dhcp.enabled`` is explicitly false (then no ``<dhcp>``); nat/none/route/open default to DHCP on.
+    * The dnsmasq options element is empty and not written; no routes are declared by the program.
+    """
+    children: list[_El] = []
+    if mode == "bridge":
+        children.append(_El("forward", [("mode", "bridge")]))
+        children.append(_El("bridge", [("name", bridge)]))
+    else:
+        if mode == "nat":
+            nat = _El("nat", children=[_El("port", [("start", "1024"), ("end", "65535")])])
+            children.append(_El("forward", [("mode", mode)], [nat]))
+        elif mode in ("route", "open"):
+            children.append(_El("forward", [("mode", mode)]))
+        elif mode != "none":
+            raise ValueError(f"unsupported network mode {mode!r}")
+        children.append(_El("bridge", [*([("name", bridge)] if bridge else []), ("stp", "on")]))
+    if mtu:
+        children.append(_El("mtu", [("size", str(mtu))]))
+    if mode != "bridge":
+        if domain:
+            children.append(_El("domain", [("name", domain), *([("localOnly", "yes")] if local_only else [])]))
+        by_ip: dict[str, list[str]] = {}
+        for hostname, ip in dns_hosts:
+            by_ip.setdefault(ip, []).append(hostname)
+        hosts = [
+            _El("host", [("ip", ip)], [_El("hostname", text=h) for h in by_ip[ip]])
+            for ip in sorted(by_ip, key=ipaddress.ip_address)
+        ]
+        children.append(_El("dns", [("enable", "yes" if dns_enabled else "no")], hosts))
+        for cidr in addresses:
+            net = ipaddress.ip_network(cidr, strict=False)
+            first, last = net.network_address + 1, net.broadcast_address - 1
+            family = "ipv4" if net.version == 4 else "ipv6"
+            ip_el = _El("ip", [("address", str(first)), ("family", family), ("prefix", str(net.prefixlen))])
+            if dhcp_enabled is not False:
+                rng = _El("range", [("start", str(first + 1)), ("end", str(last))])
+                ip_el.children.append(_El("dhcp", children=[rng]))
+            children.append(ip_el)
+    lines: list[str] = []
+    _render(_El("network", children=[_El("name", text=name), *children]), 0, lines)
     return "\n".join(lines)

@@ -44,6 +44,9 @@ def base_xml(spec: ClusterSpec, node: NodePlan) -> str:
         firmware=host.firmware.code,
         nvram_file=f"/var/lib/libvirt/qemu/nvram/{domain}_VARS.fd",
         nvram_template=host.firmware.vars_template,
+        cpu_mode=host.cpu_mode,
+        arch="x86_64",
+        description=f"hyperscaler {node.role.value} node {node.name}",
     )
 
 

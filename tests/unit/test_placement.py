@@ -398,3 +398,24 @@ def test_provider_quirks_are_fixed_and_the_sheet_is_idempotent() -> None:
     again = transform(tuning, etree.tostring(out))
     assert etree.tostring(again, method="c14n") == etree.tostring(out, method="c14n")
     assert len(out.findall("cputune/vcpupin")) == 12 and len(out.findall("memtune")) == 1
+
+
+def test_pinning_off_floats_and_may_overcommit() -> None:
+    from config.checks import run_checks
+    from config.models import ClusterSpec
+    from config.presets import apply_preset
+    from render.placement import plan_placement
+    from tests.stacks import loaded
+
+    raw = apply_preset(
+        {"preset": "dev", "name": "dev", "ssh": {"public_keys": list(loaded("dev").spec.ssh.public_keys)}}
+    )
+    raw["hosts"][0].update(
+        cpu={"cores_per_socket": 2}, domain_type="qemu", pinning=False, reserve={"cpus": "0", "memory_mib": 1024}
+    )
+    spec = ClusterSpec.model_validate(raw)
+    findings = run_checks(spec)
+    assert not [f for f in findings if f.is_error], findings
+    assert any("float over" in f.message for f in findings)  # overcommit is a warning, not an error
+    tuning = plan_placement(spec)["controller"]
+    assert tuning.vcpupins == () and tuning.numa_nodes == () and tuning.cpu_mode == "maximum"

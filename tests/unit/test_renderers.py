@@ -61,7 +61,7 @@ def test_network_config_pins_interfaces_by_mac() -> None:
     doc = yaml.safe_load(render_network_config(spec, node))
     mgmt, ic = doc["ethernets"]["mgmt0"], doc["ethernets"]["hpc0"]
     assert mgmt["match"]["macaddress"] == node.mgmt_mac and mgmt["addresses"] == [f"{node.mgmt_ip}/24"]
-    assert mgmt["routes"] == [{"to": "default", "via": "10.77.0.1"}]
+    assert mgmt["routes"] == [{"to": "0.0.0.0/0", "via": "10.77.0.1"}]  # cloud-init 22.4 rejects "default"
     assert ic["mtu"] == 9000 and "routes" not in ic
 
 
