@@ -9,7 +9,7 @@ APT_ALL := $(shell sed -e 's/\#.*//' packages.apt)
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 ENGINE_CACHE ?= /var/cache/hyperscaler-engine
-.PHONY: setup deps plan validate test lint unit integration golden bench clean docs engine e2e
+.PHONY: setup deps plan validate test lint unit integration golden bench clean docs engine e2e vm
 
 # The virtual environment with pinned dependencies; rebuilt when the pins change.
 setup: $(VENV)/.installed
@@ -40,7 +40,7 @@ lint: setup
 	$(VENV)/bin/mypy .
 
 unit: setup
-	$(PY) -m pytest -q -m "not integration and not e2e"
+	$(PY) -m pytest -q -m "not integration and not e2e and not vm"
 
 integration: setup deps
 	$(PY) -m pytest -q -m integration
@@ -55,8 +55,13 @@ engine: setup
 e2e: engine
 	HYPERSCALER_ENGINE_CACHE=$(ENGINE_CACHE) $(PY) -m pytest -q -m e2e tests/e2e
 
+# The program's own VMs booted under TCG on a namespaced libvirtd and configured by its SLURM Commands:
+# about 6 minutes warm on 2 cores, plus about 2 minutes for the cached image the first time.
+vm: setup deps
+	$(PY) -m pytest -q -m vm tests/vm
+
 # Everything: lint, unit, component, integration (real SLURM, libvirt, cloud-init, shellcheck; needs root
-# for namespaces) and the real Pulumi engine tests.
+# for namespaces), the real Pulumi engine tests and the VM tier.
 test: setup deps lint engine
 	HYPERSCALER_ENGINE_CACHE=$(ENGINE_CACHE) $(PY) -m pytest -q
 
