@@ -51,3 +51,22 @@ def replay(
             raise AssertionError(f"{rec.name} on {host} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
         ran.append(Ran(rec.name, host, proc.stdout))
     return ran
+
+
+# What "a second run changes nothing" is checked against on a node: daemon pids and every managed file.
+DAEMON_PIDS = (
+    "for p in munged slurmctld slurmd slurmdbd mariadbd; do echo $p $(pgrep -x $p | sort | tr '\\n' ' '); done"
+)
+MANAGED_FILES = (
+    "find /etc/slurm /etc/munge /usr/local/libexec/hyperscaler /etc/hosts /etc/fstab "
+    "/var/lib/hyperscaler/applied -type f -exec sha256sum {} + 2>/dev/null | sort"
+)
+
+
+def snapshot(nodes: list[str], run_on: Callable[[str, str], str]) -> dict[str, str]:
+    """{"node:pids"|"node:files": output} for every node; run_on(node, command) returns stdout."""
+    state = {}
+    for node in nodes:
+        state[f"{node}:pids"] = run_on(node, DAEMON_PIDS)
+        state[f"{node}:files"] = run_on(node, MANAGED_FILES)
+    return state

@@ -25,7 +25,7 @@ from hyperscaler.plan import PlanResult, run_plan
 from render.slurm import render_cgroup_conf, render_gres_conf, render_slurm_conf
 from tests.integration.harness.nodes import Cluster
 from tests.integration.harness.slurmctld_check import check_slurm_conf
-from tests.integration.replay import Ran, replay
+from tests.integration.replay import Ran, replay, snapshot
 from tests.stacks import STACKS, loaded
 
 pytestmark = pytest.mark.integration
@@ -71,21 +71,7 @@ class Proof:
         return self.cluster[node].ssh(command, timeout=120).stdout
 
     def snapshot(self) -> dict[str, str]:
-        """Daemon pids and checksums of every managed file: what 'changes nothing' means."""
-        state = {}
-        for node in NAMES:
-            state[f"{node}:pids"] = self.on(
-                node,
-                "for p in munged slurmctld slurmd slurmdbd mariadbd; do "
-                "echo $p $(pgrep -x $p | sort | tr '\\n' ' '); done",
-            )
-            state[f"{node}:files"] = self.on(
-                node,
-                "find /etc/slurm /etc/munge /usr/local/libexec/hyperscaler "
-                "/etc/fstab /var/lib/hyperscaler/applied -type f "
-                "-exec sha256sum {} + 2>/dev/null | sort",
-            )
-        return state
+        return snapshot(NAMES, self.on)
 
 
 @pytest.fixture(scope="module")

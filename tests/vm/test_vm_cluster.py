@@ -29,7 +29,7 @@ import yaml
 
 from hyperscaler.plan import PlanResult, run_plan
 from tests.integration.libvirt_harness import CLEAN_ENV, Libvirtd, require_tools
-from tests.integration.replay import Ran
+from tests.integration.replay import Ran, snapshot
 from tests.vm.concurrent_replay import replay_concurrently
 from tests.vm.image import VmImage, ensure_image
 from tests.vm.provider import ProviderEmulator
@@ -118,21 +118,7 @@ class Guests:
         return proc.stdout
 
     def snapshot(self) -> dict[str, str]:
-        """Daemon pids and checksums of every managed file: what 'changes nothing' means."""
-        state = {}
-        for node in NAMES:
-            state[f"{node}:pids"] = self.on(
-                node,
-                "for p in munged slurmctld slurmd slurmdbd mariadbd; do "
-                "echo $p $(pgrep -x $p | sort | tr '\\n' ' '); done",
-            )
-            state[f"{node}:files"] = self.on(
-                node,
-                "find /etc/slurm /etc/munge /usr/local/libexec/hyperscaler /etc/hosts "
-                "/etc/fstab /var/lib/hyperscaler/applied -type f "
-                "-exec sha256sum {} + 2>/dev/null | sort",
-            )
-        return state
+        return snapshot(NAMES, self.on)
 
     def wait_for_ssh(self, deadline: float) -> dict[str, float]:
         answered: dict[str, float] = {}
