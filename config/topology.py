@@ -10,7 +10,7 @@ import enum
 import hashlib
 from dataclasses import dataclass, field
 
-from config.models import ClusterSpec, Gpu, Host, VmTopology
+from config.models import ClusterSpec, Gpu, VmTopology
 from config.models.nodes import VmSpec
 
 COMPUTE_FIRST_OFFSET = 100
@@ -168,7 +168,3 @@ def plan_nodes(spec: ClusterSpec) -> list[NodePlan]:
                 )
             )
     return nodes
-
-
-def nodes_on(spec: ClusterSpec, host: Host) -> list[NodePlan]:
-    return [n for n in plan_nodes(spec) if n.host == host.name]

@@ -193,12 +193,6 @@ def output_dir(cache: Path, stub_providers: bool) -> Path:
     return cache / cache_key(versions, go_version, stub_providers)
 
 
-def cached_bin(cache: Path, *, stub_providers: bool) -> Path | None:
-    """The bin directory of a finished build for the current inputs, or None (never builds)."""
-    out = output_dir(cache, stub_providers)
-    return out / "bin" if (out / "manifest.json").is_file() else None
-
-
 def build(cache: Path, *, stub_providers: bool, jobs: int) -> Path:
     out = output_dir(cache, stub_providers)
     if (out / "manifest.json").is_file():

@@ -21,8 +21,25 @@ from hyperscaler.plan import run_plan
 # Inputs whose change replaces the resource (the providers' schemas mark them replace-on-change).
 REPLACE_ON_CHANGE: dict[str, set[str] | None] = {  # None: every input
     "libvirt:index/domain:Domain": {
-        "vcpu", "memory", "cpu", "firmware", "nvram", "disks", "filesystems", "graphics", "name", "type",
-        "description", "cmdlines", "coreosIgnition", "fwCfgName", "xml", "kernel", "initrd", "machine", "arch",
+        "vcpu",
+        "memory",
+        "cpu",
+        "firmware",
+        "nvram",
+        "disks",
+        "filesystems",
+        "graphics",
+        "name",
+        "type",
+        "description",
+        "cmdlines",
+        "coreosIgnition",
+        "fwCfgName",
+        "xml",
+        "kernel",
+        "initrd",
+        "machine",
+        "arch",
     },
     "libvirt:index/network:Network": {"addresses", "bridge", "dhcp", "domain", "mode", "name", "routes", "xml"},
     "libvirt:index/volume:Volume": None,
@@ -122,16 +139,18 @@ def resource_changes(before: list[Registration], after: list[Registration]) -> l
             if keys:
                 replace_keys = REPLACE_ON_CHANGE.get(rec.type, set())
                 replaced = replace_keys is None or bool(set(keys) & replace_keys)
-                changes.append(ResourceChange("replace" if replaced else "update", rec.type, rec.name, keys,
-                                              old[urn].protect))
+                changes.append(
+                    ResourceChange("replace" if replaced else "update", rec.type, rec.name, keys, old[urn].protect)
+                )
     return changes
 
 
 def stack_at_revision(path: Path, revision: str) -> Path:
     """Write the stack file as it was at a git revision next to a temp copy, for planning."""
     rel = path.resolve().relative_to(_git_root(path))
-    text = subprocess.run(["git", "show", f"{revision}:{rel}"], cwd=_git_root(path), capture_output=True,
-                          text=True, check=True).stdout
+    text = subprocess.run(
+        ["git", "show", f"{revision}:{rel}"], cwd=_git_root(path), capture_output=True, text=True, check=True
+    ).stdout
     out = Path(subprocess.run(["mktemp", "-d"], capture_output=True, text=True, check=True).stdout.strip())
     target = out / path.name
     target.write_text(text)
@@ -139,8 +158,9 @@ def stack_at_revision(path: Path, revision: str) -> Path:
 
 
 def _git_root(path: Path) -> Path:
-    top = subprocess.run(["git", "rev-parse", "--show-toplevel"], cwd=path.resolve().parent, capture_output=True,
-                         text=True, check=True).stdout.strip()
+    top = subprocess.run(
+        ["git", "rev-parse", "--show-toplevel"], cwd=path.resolve().parent, capture_output=True, text=True, check=True
+    ).stdout.strip()
     return Path(top)
 
 
@@ -165,8 +185,12 @@ def diff_report(old_file: Path, new_file: Path) -> tuple[str, Impact | None]:
     for r in resources:
         counts[r.action] = counts.get(r.action, 0) + 1
     domains = sum(1 for r in resources if r.type.endswith("domain:Domain") and r.action in ("replace", "delete"))
-    lines += ["", "Summary: " + (", ".join(f"{n} to {a}" for a, n in sorted(counts.items())) or "no change")
-              + (f"; {domains} VM(s) replaced or removed" if domains else "; no VM is replaced")]
+    lines += [
+        "",
+        "Summary: "
+        + (", ".join(f"{n} to {a}" for a, n in sorted(counts.items())) or "no change")
+        + (f"; {domains} VM(s) replaced or removed" if domains else "; no VM is replaced"),
+    ]
     if worst:
         lines.append(f"Worst field impact: {worst.value}")
     return "\n".join(lines), worst

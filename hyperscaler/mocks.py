@@ -178,12 +178,6 @@ class RecordingMonitor(MockMonitor):
             )
         return response
 
-    def by_type(self, typ: str) -> list[Registration]:
-        return [r for r in self.records if r.type == typ]
-
-    def get(self, name: str) -> Registration:
-        return next(r for r in self.records if r.name == name)
-
 
 def install(project: str = "hyperscaler", stack: str = "test", preview: bool = False) -> RecordingMonitor:
     """Install fresh mocks (process-global) and return the monitor that records this run."""

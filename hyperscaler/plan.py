@@ -22,7 +22,7 @@ from pulumi.runtime.stack import run_pulumi_func
 from pulumi.runtime.sync_await import _sync_await
 
 from config import LoadedStack, build_spec, read_stack_file
-from config.load import SECRET_PLACEHOLDER, config_for_mocks
+from config.load import config_for_mocks
 from config.topology import plan_nodes
 from hyperscaler import mocks
 from hyperscaler.mocks import SECRET_MASK, Registration
@@ -168,6 +168,6 @@ def summary(result: PlanResult) -> str:
         counts[rec.type] = counts.get(rec.type, 0) + 1
     lines = [f"{n:4d}  {t}" for t, n in sorted(counts.items())]
     note = ""
-    if any(v == SECRET_PLACEHOLDER for v in config_for_mocks(read_stack_file(Path(result.stack.source)))[0].values()):
+    if result.stack.ssh_private_key_set:  # the only secure: value a stack file holds
         note = "\nEncrypted secure: values in the stack file are planned as masked placeholders, not decrypted."
     return "Resources by type:\n" + "\n".join(lines) + note
