@@ -9,20 +9,43 @@ from collections.abc import Callable, Iterable, Iterator
 
 from config.catalog import CATALOG
 from config.checks_gpu import GPU_CHECKS
-from config.findings import Finding, Severity
+from config.findings import Finding, Severity, brief
+from config.images import image_virtual_size_gib
 from config.models import ClusterSpec
+from config.models.nodes import VmSpec
+from config.models.services import Beegfs, Containers, Mig, Monitoring
+from config.slurm_facts import (
+    OPTION_NAMES,
+    OPTION_RULES,
+    OWNED_KEYS,
+    OWNED_PARTITION_KEYS,
+    PARTITION_OPTION_NAMES,
+    PARTITION_OPTION_RULES,
+    Rule,
+)
 from config.topology import NodePlan, Role, assign_gpus, plan_nodes
+from config.types import HOSTNAME_MAX
+
+# Suffixes of the names each node also answers to (render/cloudinit.py's hosts entries).
+NODE_ALIAS_SUFFIXES = ("-ib",)
+MIN_REAL_MEMORY_MIB = 256  # below this SLURM's RealMemory cannot run a job; render/slurm.py uses it too
 
 Check = Callable[[ClusterSpec, list[NodePlan]], Iterable[Finding]]
 
 
+def _vms(spec: ClusterSpec) -> Iterator[tuple[str, VmSpec]]:
+    """(path, section) of every VM-declaring section."""
+    yield "controller", spec.controller
+    if spec.storage is not None:
+        yield "storage", spec.storage
+    for i, group in enumerate(spec.compute):
+        yield f"compute[{i}]", group
+
+
 def _vm_paths(spec: ClusterSpec) -> Iterator[tuple[str, str | None]]:
     """(path, requested host) of every VM-declaring section."""
-    yield "controller", spec.controller.host
-    if spec.storage is not None:
-        yield "storage", spec.storage.host
-    for i, group in enumerate(spec.compute):
-        yield f"compute[{i}]", group.host
+    for path, vm in _vms(spec):
+        yield path, vm.host
 
 
 def unique_names(spec: ClusterSpec, nodes: list[NodePlan]) -> Iterator[Finding]:
@@ -38,10 +61,20 @@ def unique_names(spec: ClusterSpec, nodes: list[NodePlan]) -> Iterator[Finding]:
                 "give every compute group its own name",
             )
     seen: dict[str, str] = {}
+    domain = spec.networks.management.domain
     for node in nodes:
-        if len(node.name) > 63:
+        longest = node.name + max(NODE_ALIAS_SUFFIXES, key=len)
+        if len(longest) > HOSTNAME_MAX:
             yield Finding(
-                f"{node.path}.name", f"node name {node.name!r} is longer than 63 characters", "shorten the group name"
+                f"{node.path}.name",
+                f"node {node.name!r} also answers to {longest!r}, which is longer than {HOSTNAME_MAX} characters",
+                f"shorten the name to at most {HOSTNAME_MAX - len(max(NODE_ALIAS_SUFFIXES, key=len))} characters",
+            )
+        elif len(f"{longest}.{domain}") > 253:
+            yield Finding(
+                "networks.management.domain",
+                f"{longest}.{domain} is longer than the 253 characters a DNS name may have",
+                "use a shorter domain",
             )
         if node.name in seen and seen[node.name] != node.path:
             yield Finding(
@@ -57,16 +90,12 @@ def hosts_exist(spec: ClusterSpec, nodes: list[NodePlan]) -> Iterator[Finding]:
     for path, requested in _vm_paths(spec):
         if requested is not None and requested not in names:
             yield Finding(f"{path}.host", f"host {requested!r} is not defined", f"use one of: {', '.join(names)}")
-    for path, image in (
-        [("controller", spec.controller.image)]
-        + ([("storage", spec.storage.image)] if spec.storage else [])
-        + [(f"compute[{i}]", g.image) for i, g in enumerate(spec.compute)]
-    ):
-        if image not in spec.images:
+    for path, vm in _vms(spec):
+        if vm.image not in spec.images:
             yield Finding(
                 f"{path}.image",
-                f"image {image!r} is not defined in images",
-                f"use one of: {', '.join(sorted(spec.images))}",
+                f"unknown image {vm.image!r}: it is not defined in images",
+                f"use one of: {', '.join(sorted(spec.images))}, or add it under images:",
             )
 
 
@@ -153,7 +182,7 @@ def gpu_assignment(spec: ClusterSpec, nodes: list[NodePlan]) -> Iterator[Finding
             if gpu.model not in CATALOG:
                 yield Finding(
                     f"hosts[{hi}].gpus[{gi}].model",
-                    f"unknown GPU model {gpu.model!r}",
+                    f"unknown GPU model {brief(gpu.model)}",
                     f"use one of: {', '.join(sorted(CATALOG))}",
                 )
             numa_ids = {n.id for n in host.numa_nodes}
@@ -281,19 +310,190 @@ def services(spec: ClusterSpec, nodes: list[NodePlan]) -> Iterator[Finding]:
                     f"compute group {group!r} does not exist",
                     f"use one of: {', '.join(sorted(groups)) or 'none (add compute groups)'}",
                 )
-    if spec.beegfs.enabled and (spec.storage is None or spec.storage.count == 0):
-        yield Finding(
-            "beegfs.enabled",
-            "BeeGFS is enabled but there are no storage nodes",
-            "set storage.count to 1 or more, or beegfs.enabled: false",
-        )
     if not any(n.role is Role.COMPUTE for n in nodes):
         yield Finding(
-            "compute", "the cluster has no compute nodes", "add a compute group with count >= 1", Severity.WARNING
+            "compute",
+            "the cluster has no compute nodes: SLURM refuses a cluster without nodes",
+            "add a compute group with count >= 1, e.g. compute: [{name: cpu, count: 2, vcpus: 2, memory_mib: 4096}]",
         )
 
 
-CHECKS: tuple[Check, ...] = (unique_names, hosts_exist, addresses, gpu_assignment, capacity, services, *GPU_CHECKS)
+def slurm_options(spec: ClusterSpec, nodes: list[NodePlan]) -> Iterator[Finding]:
+    """Only keys slurm.conf(5) knows, never a key hyperscaler derives, and values SLURM will parse."""
+    yield from _options(
+        "slurm.options", spec.slurm.options, OPTION_RULES, OPTION_NAMES, OWNED_KEYS,
+        "it is set by hyperscaler from the rest of the stack file; change the matching section "
+        "(nodes, partitions, accounting)",
+    )  # fmt: skip
+    for pi, part in enumerate(spec.slurm.partitions):
+        yield from _options(
+            f"slurm.partitions[{pi}].options", part.options, PARTITION_OPTION_RULES, PARTITION_OPTION_NAMES,
+            OWNED_PARTITION_KEYS, "it comes from the partition's name, groups, default and max_time fields",
+        )  # fmt: skip
+    seen: dict[str, str] = {}
+    for key in spec.slurm.options:
+        if key.lower() in seen:
+            yield Finding(
+                f"slurm.options.{key}", f"{key} is also given as {seen[key.lower()]}", "slurm.conf keys ignore case"
+            )
+        seen.setdefault(key.lower(), key)
+
+
+def _options(
+    where: str,
+    options: dict[str, str],
+    rules: dict[str, Rule],
+    names: dict[str, str],
+    owned: frozenset[str],
+    owned_hint: str,
+) -> Iterator[Finding]:
+    for key, value in options.items():
+        path = f"{where}.{key}"
+        lowered = key.lower()
+        if lowered in owned:
+            yield Finding(path, f"{key} cannot be set here", owned_hint)
+        elif lowered not in rules:
+            close = [names[k] for k in rules if k.startswith(lowered[:4])][:5]
+            yield Finding(
+                path,
+                f"{key} is not a key hyperscaler can check for SLURM 22.05 here",
+                f"keys that work here: {', '.join(close) if close else ', '.join(sorted(names.values())[:8]) + '...'}"
+                " (docs/slurm.md lists them)",
+            )
+        elif not rules[lowered].accepts(value):
+            yield Finding(path, f"{brief(value)} is not a valid {names[lowered]}", f"use {rules[lowered].describe}")
+
+
+def memory_for_slurm(spec: ClusterSpec, nodes: list[NodePlan]) -> Iterator[Finding]:
+    """RealMemory = VM memory - headroom must leave SLURM something to schedule."""
+    headroom = spec.slurm.os_headroom_mib
+    for i, group in enumerate(spec.compute):
+        if group.memory_mib - headroom < MIN_REAL_MEMORY_MIB:
+            yield Finding(
+                "slurm.os_headroom_mib",
+                f"{group.name} nodes have {group.memory_mib} MiB; after the {headroom} MiB left to the OS, SLURM "
+                f"would get {group.memory_mib - headroom} MiB (compute[{i}])",
+                f"give {group.name} nodes at least {headroom + MIN_REAL_MEMORY_MIB} MiB, or lower os_headroom_mib",
+            )
+
+
+def root_disks(spec: ClusterSpec, nodes: list[NodePlan]) -> Iterator[Finding]:
+    for path, vm in _vms(spec):
+        image = spec.images.get(vm.image)
+        size = image_virtual_size_gib(image) if image is not None else None
+        if size is not None and vm.disk_gib < size:
+            yield Finding(
+                f"{path}.disk_gib",
+                f"the root disk ({vm.disk_gib} GiB) is smaller than its image {vm.image!r} ({size} GiB)",
+                f"set disk_gib to {size} or more; a copy-on-write disk cannot be smaller than its base",
+            )
+
+
+def networks(spec: ClusterSpec, nodes: list[NodePlan]) -> Iterator[Finding]:
+    mgmt, ic = spec.networks.management, spec.networks.interconnect
+    if mgmt.name == ic.name:
+        yield Finding(
+            "networks.interconnect.name",
+            f"both networks are named {ic.name!r}; libvirt would define one over the other",
+            "give the interconnect its own name, e.g. hpc-ic",
+        )
+    if mgmt.mode == "bridge" and ic.mode == "bridge" and mgmt.bridge == ic.bridge:
+        yield Finding(
+            "networks.interconnect.bridge",
+            f"both networks join the host bridge {ic.bridge!r}",
+            "use a separate bridge for the interconnect",
+        )
+    used = sorted({n.host for n in nodes})
+    if len(used) > 1:
+        for net, label, local in ((mgmt, "management", "nat/route"), (ic, "interconnect", "isolated")):
+            if net.mode != "bridge":
+                yield Finding(
+                    f"networks.{label}.mode",
+                    f"the {label} network is {net.mode!r} and VMs run on {len(used)} hosts ({', '.join(used)}): each "
+                    f"host would get its own disconnected copy of a {local} network, and nodes on different hosts "
+                    "could not reach each other",
+                    f"use mode: bridge with a host bridge that joins the hosts' L2 segment (bridge: br-{label[:4]})",
+                )
+
+
+def host_definitions(spec: ClusterSpec, nodes: list[NodePlan]) -> Iterator[Finding]:
+    multi = len(spec.hosts) > 1
+    uris = Counter(h.uri for h in spec.hosts)
+    for hi, host in enumerate(spec.hosts):
+        if multi and "uri" not in host.model_fields_set:
+            yield Finding(
+                f"hosts[{hi}].uri",
+                f"host {host.name} has no uri; with {len(spec.hosts)} hosts each needs its own",
+                f"e.g. uri: qemu+ssh://root@{host.name}/system (or qemu:///system for the machine running pulumi)",
+            )
+        elif uris[host.uri] > 1:
+            yield Finding(
+                f"hosts[{hi}].uri",
+                f"{host.uri} is the URI of {uris[host.uri]} hosts; they would all be the same machine",
+                "give each host the URI that reaches it",
+            )
+        ids = Counter(n.id for n in host.numa_nodes)
+        twice = sorted(i for i, n in ids.items() if n > 1)
+        if twice:
+            yield Finding(
+                f"hosts[{hi}].numa_nodes",
+                f"NUMA node id {', '.join(map(str, twice))} is listed more than once on {host.name}",
+                "list each node of /sys/devices/system/node once (`python -m hyperscaler inventory` does)",
+            )
+        numa_memory = sum(n.memory_mib for n in host.numa_nodes)
+        if numa_memory > host.memory_mib:
+            yield Finding(
+                f"hosts[{hi}].numa_nodes",
+                f"the NUMA nodes of {host.name} hold {numa_memory} MiB, more than its memory_mib ({host.memory_mib})",
+                "make memory_mib the sum of the nodes' memory, or fix the nodes (`hyperscaler inventory`)",
+            )
+        if spec.needs_jump_host(host) and host.ssh_host_key is None and any(n.host == host.name for n in nodes):
+            address = str(host.ssh_login).split("@")[-1]
+            yield Finding(
+                f"hosts[{hi}].ssh_host_key",
+                f"nodes on {host.name} are reached through {host.ssh_login} over SSH, and its host key is unknown: "
+                "hyperscaler refuses to send keys and secrets through a host it cannot verify",
+                f"add ssh_host_key: the output of `ssh-keyscan -t ed25519 {address}` without "
+                "the host name (verify it on the host with `ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub`)",
+            )
+
+
+# Sections whose software is not configured yet: refused unless left at their defaults, so that no stack
+# file believes it turned something on (README and docs/ list what is built).
+NOT_BUILT: dict[str, tuple[type, str]] = {
+    "beegfs": (Beegfs, "BeeGFS on the storage nodes"),
+    "mig": (Mig, "MIG partitioning of GPUs"),
+    "containers": (Containers, "container runtimes (Enroot, Pyxis, Docker, Apptainer)"),
+    "monitoring": (Monitoring, "monitoring (Prometheus, exporters, Grafana)"),
+}
+
+
+def sections_not_built(spec: ClusterSpec, nodes: list[NodePlan]) -> Iterator[Finding]:
+    for section, (model, what) in NOT_BUILT.items():
+        if getattr(spec, section) != model():
+            yield Finding(
+                section,
+                f"the {section} section is not built yet: hyperscaler does not configure {what}, so these settings "
+                "would do nothing",
+                f"remove `{section}:` from the stack file (and from any preset override)",
+            )
+
+
+CHECKS: tuple[Check, ...] = (
+    unique_names,
+    hosts_exist,
+    host_definitions,
+    networks,
+    addresses,
+    gpu_assignment,
+    capacity,
+    root_disks,
+    services,
+    slurm_options,
+    memory_for_slurm,
+    sections_not_built,
+    *GPU_CHECKS,
+)
 
 
 def run_checks(spec: ClusterSpec, extra: Iterable[Check] = ()) -> list[Finding]:

@@ -4,6 +4,23 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
+from typing import Any
+
+# A stack file can hold a value of megabytes; a message quotes at most this much of it.
+BRIEF_CHARS = 40
+MESSAGE_CHARS = 500
+
+
+def brief(value: Any) -> str:
+    """repr(value), cut to a short prefix: error messages quote what the user wrote, never all of it."""
+    text = repr(value)
+    if len(text) <= BRIEF_CHARS:
+        return text
+    return f"{text[:BRIEF_CHARS]}... ({len(text)} characters)"
+
+
+def _clip(text: str, limit: int = MESSAGE_CHARS) -> str:
+    return text if len(text) <= limit else f"{text[:limit]}... (cut, {len(text)} characters)"
 
 
 class Severity(enum.StrEnum):
@@ -41,10 +58,10 @@ class ConfigError(Exception):
 def format_finding(source: str, finding: Finding, lines: dict[str, int] | None = None) -> str:
     line = _line_for(finding.path, lines or {})
     where = f"{source}:{line}" if line else source
-    key = "hyperscaler:cluster" + (("." + finding.path) if finding.path else "")
-    text = f"  {finding.severity.value}: {where}: {key}: {finding.message}"
+    key = "hyperscaler:cluster" + (("." + _clip(finding.path, 200)) if finding.path else "")
+    text = f"  {finding.severity.value}: {where}: {key}: {_clip(finding.message)}"
     if finding.hint:
-        text += f"\n      hint: {finding.hint}"
+        text += f"\n      hint: {_clip(finding.hint)}"
     return text
 
 

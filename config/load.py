@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import difflib
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,8 +17,9 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from config import stackfile
 from config.checks import run_checks
-from config.findings import ConfigError, Finding, Severity
+from config.findings import ConfigError, Finding, Severity, brief
 from config.models import ClusterSpec
 from config.presets import PRESETS, apply_preset
 
@@ -50,7 +52,7 @@ def read_stack_file(path: Path) -> StackInputs:
     """Parse Pulumi.<stack>.yaml without the Pulumi CLI. Raises ConfigError for any problem."""
     source = str(path)
     try:
-        text = path.read_text()
+        raw = path.read_bytes()
     except OSError as exc:
         raise ConfigError(
             source,
@@ -63,21 +65,18 @@ def read_stack_file(path: Path) -> StackInputs:
             ],
         ) from None
     try:
-        node = yaml.compose(text)
-        doc = yaml.safe_load(text)
+        parsed = stackfile.parse(stackfile.decode(raw))
+    except stackfile.StackFileError as exc:
+        raise ConfigError(source, [Finding("", exc.message, exc.hint)]) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or exc
         raise ConfigError(
             source,
-            [
-                Finding(
-                    "",
-                    f"the file is not valid YAML{where}: {getattr(exc, 'problem', exc)}",
-                    "check indentation and quoting",
-                )
-            ],
+            [Finding("", f"the file is not valid YAML{where}: {brief(str(problem))}", "check indentation and quoting")],
         ) from None
+    node, doc = parsed.root, parsed.data
     duplicates = _duplicate_keys(node)
     if duplicates:
         raise ConfigError(
@@ -85,7 +84,7 @@ def read_stack_file(path: Path) -> StackInputs:
             [
                 Finding(
                     "",
-                    f"key {key!r} appears twice in one mapping (line {line})",
+                    f"key {brief(key)} appears twice in one mapping (line {line})",
                     "keep one; Pulumi refuses duplicate keys",
                 )
                 for key, line in duplicates
@@ -108,7 +107,7 @@ def read_stack_file(path: Path) -> StackInputs:
         if str(key).startswith(f"{PROJECT}:") and key not in KNOWN_KEYS:
             close = difflib.get_close_matches(str(key), KNOWN_KEYS, n=1)
             hint = f"did you mean {close[0]}?" if close else f"known keys: {', '.join(KNOWN_KEYS)}"
-            findings.append(Finding("", f"unknown config key {key!r}", hint))
+            findings.append(Finding("", f"unknown config key {brief(key)}", hint))
     cluster = config.get(CLUSTER_KEY)
     if not isinstance(cluster, dict):
         findings.append(
@@ -122,7 +121,7 @@ def read_stack_file(path: Path) -> StackInputs:
     ssh_key = config.get(SSH_KEY_KEY)
     if isinstance(ssh_key, dict) and "secure" in ssh_key:
         secrets[SSH_KEY_KEY] = SECRET_PLACEHOLDER
-    elif isinstance(ssh_key, str):
+    elif ssh_key is not None:
         findings.append(
             Finding(
                 "",
@@ -130,10 +129,41 @@ def read_stack_file(path: Path) -> StackInputs:
                 f"store it encrypted: pulumi config set --secret {SSH_KEY_KEY} < ~/.ssh/id_ed25519",
             )
         )
+    findings += plain_private_keys({k: v for k, v in config.items() if k != SSH_KEY_KEY})
     if findings:
         raise ConfigError(source, findings)
     assert isinstance(cluster, dict)
     return StackInputs(source, cluster, secrets, _cluster_lines(node))
+
+
+# What the first line of a private key looks like in every format ssh-keygen, openssl and PuTTY write.
+_PRIVATE_KEY_RE = re.compile(r"-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----|PuTTY-User-Key-File-\d+:")
+
+
+def plain_private_keys(config: dict[Any, Any]) -> list[Finding]:
+    """A private key in plain text anywhere in the stack's config: it belongs in an encrypted secret.
+    Walks iteratively, so it is safe on any structure the YAML scan let through."""
+    findings: list[Finding] = []
+    pending: list[tuple[str, str, Any]] = [(str(k), "", v) for k, v in config.items()]
+    while pending:
+        key, path, value = pending.pop()
+        if isinstance(value, dict):
+            if set(value) == {"secure"}:
+                continue  # already encrypted by `pulumi config set --secret`
+            pending += [(key, f"{path}.{k}" if path else str(k), v) for k, v in value.items()]
+        elif isinstance(value, list):
+            pending += [(key, f"{path}[{i}]", v) for i, v in enumerate(value)]
+        elif isinstance(value, str) and _PRIVATE_KEY_RE.search(value):
+            what = "this value" if key == CLUSTER_KEY else f"{key[:80]}{path and '.'}{path}"
+            findings.append(
+                Finding(
+                    path if key == CLUSTER_KEY else "",
+                    f"{what} holds a private key in plain text",
+                    "remove it: a private key never belongs in a stack file in the clear. The admin key goes "
+                    f"in encrypted: pulumi config set --secret {SSH_KEY_KEY} < ~/.ssh/id_ed25519",
+                )
+            )
+    return sorted(findings)
 
 
 def _duplicate_keys(root: yaml.Node | None) -> list[tuple[str, int]]:

@@ -20,7 +20,6 @@ PRESETS: dict[str, dict[str, Any]] = {
         "controller": {"vcpus": 2, "memory_mib": 3072, "disk_gib": 20, "state_disk_gib": 5},
         "compute": [{"name": "cpu", "count": 2, "vcpus": 2, "memory_mib": 4096, "disk_gib": 20}],
         "storage": {"count": 1, "vcpus": 1, "memory_mib": 2048, "disk_gib": 10, "data_disks_gib": [20]},
-        "beegfs": {"stripe_targets": 1},
     },
     # One GPU workstation (2 NUMA nodes) passing through 2 datacenter GPUs, one per compute VM, with MIG.
     "workstation": {
@@ -54,8 +53,6 @@ PRESETS: dict[str, dict[str, Any]] = {
             }
         ],
         "storage": {"count": 1, "vcpus": 2, "memory_mib": 4096, "disk_gib": 20, "data_disks_gib": [200]},
-        "mig": {"enabled": True, "layouts": [{"group": "gpu", "profiles": {"3g.40gb": 1, "2g.20gb": 1, "1g.10gb": 2}}]},
-        "beegfs": {"stripe_targets": 1},
     },
     # Three hypervisors on a shared L2 (host bridges): services on hv1, CPU nodes on hv2, GPU nodes on hv3.
     "cluster": {

@@ -10,18 +10,84 @@ import ipaddress
 import re
 from typing import Annotated
 
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 from pydantic import AfterValidator, Field, Strict, StringConstraints
 
+from config.findings import brief
+
 _HOSTNAME_RE = re.compile(r"^[a-z]([a-z0-9-]{0,61}[a-z0-9])?$")
+_DOMAIN_LABEL_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 _PCI_RE = re.compile(r"^([0-9a-f]{4}):([0-9a-f]{2}):([0-9a-f]{2})\.([0-7])$")
+_NAME_RE = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
+# Linux's largest NR_CPUS (x86_64 MAXSMP) is 8192: a CPU number beyond it is a typo, and refusing it
+# keeps a list like "0-4000000000" from expanding into billions of entries.
+MAX_CPU_NUMBER = 8191
+HOSTNAME_MAX = 63  # RFC 1123 label, and Linux's HOST_NAME_MAX
 
 
 def _hostname(value: str) -> str:
     if not _HOSTNAME_RE.match(value):
         raise ValueError(
-            f"{value!r} is not a valid hostname: use 1-63 lowercase letters, digits and '-', "
+            f"{brief(value)} is not a valid hostname: use 1-63 lowercase letters, digits and '-', "
             "starting with a letter and not ending with '-'"
         )
+    return value
+
+
+def _dns_domain(value: str) -> str:
+    """A DNS domain of one or more labels (hpc, hpc.example.com), at most 253 characters."""
+    labels = value.split(".")
+    if len(value) > 253 or not all(_DOMAIN_LABEL_RE.match(label) for label in labels) or value[0].isdigit():
+        raise ValueError(
+            f"{brief(value)} is not a DNS domain: use dot-separated labels of lowercase letters, digits and '-' "
+            "(each 1-63 characters, not starting or ending with '-'), e.g. hpc or hpc.example.com"
+        )
+    return value
+
+
+def _name(value: str) -> str:
+    if not _NAME_RE.match(value):
+        raise ValueError(
+            f"{brief(value)} is not a valid name: use 1-63 lowercase letters, digits, '-' and '_', "
+            "starting with a letter"
+        )
+    return value
+
+
+SSH_KEY_TYPES = (
+    "ssh-ed25519",
+    "ssh-rsa",
+    "ecdsa-sha2-nistp256",
+    "ecdsa-sha2-nistp384",
+    "ecdsa-sha2-nistp521",
+    "sk-ssh-ed25519@openssh.com",
+    "sk-ecdsa-sha2-nistp256@openssh.com",
+)
+MIN_RSA_BITS = 2048  # what ssh-keygen has generated since OpenSSH 7.x; shorter keys are factorable
+
+
+def _ssh_public_key(value: str) -> str:
+    """One OpenSSH public key line whose key data decodes and matches its type (not truncated)."""
+    value = value.strip()
+    fields = value.split(None, 2)
+    if "PRIVATE KEY" in value:
+        raise ValueError("this is a private key; give the public key (the content of ~/.ssh/id_ed25519.pub)")
+    if len(fields) < 2 or fields[0] not in SSH_KEY_TYPES or "\n" in value:
+        raise ValueError(
+            f"{brief(value)} is not an OpenSSH public key: expected one line like 'ssh-ed25519 AAAA... user@host' "
+            f"(the content of ~/.ssh/id_ed25519.pub) with a type of {', '.join(SSH_KEY_TYPES)}"
+        )
+    try:
+        key = serialization.load_ssh_public_key(f"{fields[0]} {fields[1]}".encode())
+    except (ValueError, UnsupportedAlgorithm):
+        raise ValueError(
+            f"the {fields[0]} key {brief(fields[1])} is damaged or cut short: its data does not decode to a "
+            "complete key; copy the whole line of the .pub file again"
+        ) from None
+    if isinstance(key, rsa.RSAPublicKey) and key.key_size < MIN_RSA_BITS:
+        raise ValueError(f"this RSA key has {key.key_size} bits; use at least {MIN_RSA_BITS}, or an ed25519 key")
     return value
 
 
@@ -30,17 +96,19 @@ def _pci_address(value: str) -> str:
     if len(value) == 7:  # "41:00.0" is accepted and means PCI domain 0000
         value = "0000:" + value
     if not _PCI_RE.match(value):
-        raise ValueError(f"{value!r} is not a PCI address: expected DDDD:BB:SS.F, e.g. 0000:41:00.0")
+        raise ValueError(f"{brief(value)} is not a PCI address: expected DDDD:BB:SS.F, e.g. 0000:41:00.0")
     return value
 
 
 def _cidr(value: str) -> str:
     try:
         net = ipaddress.IPv4Network(value, strict=True)
-    except ValueError as exc:
-        raise ValueError(f"{value!r} is not an IPv4 network in CIDR form, e.g. 10.77.0.0/24 ({exc})") from None
+    except ValueError:
+        raise ValueError(f"{brief(value)} is not an IPv4 network in CIDR form, e.g. 10.77.0.0/24") from None
     if net.prefixlen > 29:
-        raise ValueError(f"{value!r} is too small: use a /29 or larger network")
+        raise ValueError(f"{brief(value)} is too small: use a /29 or larger network")
+    if net.prefixlen < 8:
+        raise ValueError(f"{brief(value)} is too large for a cluster network: use a /8 or smaller one")
     return str(net)
 
 
@@ -48,7 +116,7 @@ def _ipv4(value: str) -> str:
     try:
         return str(ipaddress.IPv4Address(value))
     except ValueError:
-        raise ValueError(f"{value!r} is not an IPv4 address, e.g. 10.77.0.10") from None
+        raise ValueError(f"{brief(value)} is not an IPv4 address, e.g. 10.77.0.10") from None
 
 
 def _cpuset(value: str) -> str:
@@ -63,13 +131,15 @@ def parse_cpuset(value: str) -> list[int]:
         return []
     for part in value.split(","):
         part = part.strip()
-        m = re.fullmatch(r"(\d+)(?:-(\d+))?", part)
+        m = re.fullmatch(r"(\d{1,5})(?:-(\d{1,5}))?", part)
         if not m:
-            raise ValueError(f"{value!r} is not a CPU list: expected e.g. '0-3,8,10-11'")
+            raise ValueError(f"{brief(value)} is not a CPU list: expected e.g. '0-3,8,10-11'")
         lo = int(m.group(1))
         hi = int(m.group(2)) if m.group(2) else lo
         if hi < lo:
-            raise ValueError(f"{value!r} has a descending range {part!r}")
+            raise ValueError(f"{brief(value)} has a descending range {brief(part)}")
+        if hi > MAX_CPU_NUMBER:
+            raise ValueError(f"{brief(value)} names CPU {hi}; Linux numbers CPUs 0-{MAX_CPU_NUMBER}")
         cpus.update(range(lo, hi + 1))
     return sorted(cpus)
 
@@ -93,13 +163,22 @@ def format_cpuset(cpus: list[int] | set[int]) -> str:
 
 
 Hostname = Annotated[str, AfterValidator(_hostname)]
+DnsDomain = Annotated[str, AfterValidator(_dns_domain)]
+SshPublicKey = Annotated[str, AfterValidator(_ssh_public_key)]
+Name = Annotated[str, AfterValidator(_name)]  # a key that is not a hostname: image names, layout names
 PciAddress = Annotated[str, AfterValidator(_pci_address)]
 Cidr = Annotated[str, AfterValidator(_cidr)]
 IPv4 = Annotated[str, AfterValidator(_ipv4)]
 CpuSet = Annotated[str, AfterValidator(_cpuset)]
-# Strict: `true` or "4096" in a size field is a mistake to report, not a value to coerce.
-MiB = Annotated[int, Strict(), Field(gt=0, description="mebibytes")]
-GiB = Annotated[int, Strict(), Field(gt=0, description="gibibytes")]
-Count = Annotated[int, Strict(), Field(ge=0)]
-PositiveInt = Annotated[int, Strict(), Field(gt=0)]
+# Strict: `true` or "4096" in a size field is a mistake to report, not a value to coerce. The upper
+# bounds are far beyond any real machine; they turn a typo (an extra 000) into a message instead of a
+# plan that never finishes.
+MiB = Annotated[int, Strict(), Field(gt=0, le=64 * 1024 * 1024, description="mebibytes")]  # 64 TiB
+GiB = Annotated[int, Strict(), Field(gt=0, le=1024 * 1024, description="gibibytes")]  # 1 PiB
+Count = Annotated[int, Strict(), Field(ge=0, le=100_000)]
+PositiveInt = Annotated[int, Strict(), Field(gt=0, le=100_000)]
+Seconds = Annotated[int, Strict(), Field(gt=0, le=7 * 24 * 3600)]
+# Linux's limits for an Ethernet MTU that every NIC driver libvirt uses accepts: 576 is the IPv4 minimum
+# datagram (RFC 791), 9216 the largest jumbo frame virtio-net and common switches pass (docs/configuration.md).
+Mtu = Annotated[int, Strict(), Field(ge=576, le=9216)]
 NonEmptyStr = Annotated[str, StringConstraints(min_length=1, strip_whitespace=True)]

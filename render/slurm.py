@@ -12,7 +12,7 @@ import hostlist
 
 from config.catalog import CATALOG
 from config.models import ClusterSpec, Partition
-from config.models.services import SLURM_OWNED_KEYS
+from config.slurm_facts import OPTION_NAMES, OWNED_KEYS, PARTITION_OPTION_NAMES, RESTART_KEYS
 from config.topology import NodePlan, Role
 from render.common import key_values
 
@@ -24,32 +24,6 @@ SLURMCTLD_PORT = 6817
 SLURMD_PORT = 6818
 SLURMDBD_PORT = 6819
 MIN_REAL_MEMORY_MIB = 256
-
-# Keys whose change needs a daemon restart rather than `scontrol reconfigure` (slurm.conf(5)).
-RESTART_KEYS = frozenset(
-    k.lower()
-    for k in (
-        "AuthType",
-        "CredType",
-        "SlurmctldHost",
-        "SlurmctldPort",
-        "SlurmdPort",
-        "SelectType",
-        "SelectTypeParameters",
-        "ProctrackType",
-        "TaskPlugin",
-        "GresTypes",
-        "AccountingStorageType",
-        "JobAcctGatherType",
-        "SwitchType",
-        "MpiDefault",
-        "PlugStackConfig",
-        "SlurmUser",
-        "StateSaveLocation",
-        "SlurmdSpoolDir",
-        "LaunchType",
-    )
-)
 
 
 @dataclass(frozen=True)
@@ -142,7 +116,8 @@ def _partition_line(part: Partition, nodes: list[NodePlan], any_default: bool) -
         ("MaxTime", part.max_time),
         ("State", "UP"),
     ]
-    pairs += sorted(part.options.items())
+    # Spelled as slurm.conf(5) spells them, so a key set twice in different case cannot appear twice.
+    pairs += sorted((PARTITION_OPTION_NAMES.get(k.lower(), k), v) for k, v in part.options.items())
     return key_values(pairs, joiner=" ")
 
 
@@ -180,7 +155,7 @@ def global_options(spec: ClusterSpec, nodes: list[NodePlan]) -> dict[str, object
         "AccountingStoragePort": SLURMDBD_PORT if accounting else None,
         "AccountingStorageTRES": "gres/gpu" if accounting and has_gpus else None,
     }
-    assert {k.lower() for k in owned} <= SLURM_OWNED_KEYS, "every key we set must be refused in slurm.options"
+    assert {k.lower() for k in owned} <= OWNED_KEYS, "every key we set must be refused in slurm.options"
     defaults: dict[str, object] = {
         "MpiDefault": "none",
         "ReturnToService": 2,
@@ -191,13 +166,17 @@ def global_options(spec: ClusterSpec, nodes: list[NodePlan]) -> dict[str, object
         "InactiveLimit": 0,
         "MinJobAge": 300,
         "KillWait": 30,
-        "Waittime": 0,
+        "WaitTime": 0,
         "JobCompType": "jobcomp/none",
         "SlurmctldDebug": "info",
         "SlurmdDebug": "info",
         "DefMemPerCPU": None,
     }
-    merged = {**defaults, **spec.slurm.options, **owned}
+    # One spelling per key (slurm.conf(5)'s), so `killwait` in options replaces the default KillWait
+    # instead of adding a second, conflicting line.
+    user = {OPTION_NAMES.get(k.lower(), k): v for k, v in spec.slurm.options.items()}
+    assert all(OPTION_NAMES.get(k.lower(), k) == k for k in defaults), "defaults use slurm.conf(5) spelling"
+    merged = {**defaults, **user, **owned}
     return {k: merged[k] for k in sorted(merged, key=str.lower) if merged[k] is not None}
 
 

@@ -14,7 +14,8 @@ from config.types import Hostname
 
 DEFAULT_IMAGES = {
     "debian-12": BaseImage(
-        source="https://cloud.debian.org/images/cloud/bookworm/latest/debian-12-genericcloud-amd64.qcow2"
+        source="https://cloud.debian.org/images/cloud/bookworm/latest/debian-12-genericcloud-amd64.qcow2",
+        virtual_size_gib=2,  # Debian's cloud images are 2 GiB disks; cloud-init grows the root fs to the volume
     )
 }
 
@@ -36,6 +37,10 @@ class ClusterSpec(Model):
     mig: Mig = setting(Mig(), impact=Impact.RECONFIGURE, doc="MIG partitioning.")
     containers: Containers = setting(Containers(), impact=Impact.RECONFIGURE, doc="Container runtime.")
     monitoring: Monitoring = setting(Monitoring(), impact=Impact.RECONFIGURE, doc="Monitoring stack.")
+
+    def needs_jump_host(self, host: Host) -> bool:
+        """Nodes behind libvirt's NAT on a remote host are reached through that host over SSH."""
+        return self.networks.management.mode != "bridge" and host.ssh_login is not None
 
     def host(self, name: str | None) -> Host | None:
         if name is None:

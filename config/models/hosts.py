@@ -2,19 +2,65 @@
 
 from __future__ import annotations
 
-from typing import Literal
+import re
+from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
-from pydantic import model_validator
+from pydantic import AfterValidator, Field, Strict, model_validator
 
+from config.findings import brief
 from config.impact import Impact, setting
 from config.models.base import Model
-from config.types import Count, CpuSet, Hostname, MiB, NonEmptyStr, PciAddress, PositiveInt, parse_cpuset
+from config.types import Count, CpuSet, Hostname, MiB, NonEmptyStr, PciAddress, SshPublicKey, parse_cpuset
+
+# libvirt connection URIs for the QEMU driver (libvirt's uri.html): driver[+transport]://[user@][host][:port]/
+# system|session[?params]. A bare hostname is a common mistake; it is not a URI.
+_LIBVIRT_URI_RE = re.compile(
+    r"^qemu(\+(ssh|libssh|libssh2|tcp|tls|unix|ext))?://([A-Za-z0-9._~%-]+@)?([A-Za-z0-9.-]*|\[[0-9a-fA-F:.]+\])"
+    r"(:\d{1,5})?/(system|session)(\?[^\s#]*)?$"
+)
+
+
+def _libvirt_uri(value: str) -> str:
+    if not _LIBVIRT_URI_RE.match(value):
+        raise ValueError(
+            f"{brief(value)} is not a libvirt URI for QEMU: use qemu:///system for this machine or "
+            "qemu+ssh://root@host2/system for another one"
+        )
+    if "://" in value and value.split("://", 1)[1].startswith("/") and "+" in value.split("://", 1)[0]:
+        transport = value.split("://", 1)[0].split("+", 1)[1]
+        if transport in ("ssh", "libssh", "libssh2", "tcp", "tls"):
+            raise ValueError(
+                f"{brief(value)} names the {transport} transport but no host: e.g. qemu+{transport}://host2/system"
+            )
+    return value
+
+
+LibvirtUri = Annotated[str, AfterValidator(_libvirt_uri)]
+
+
+# Bounds of real x86 servers with room to spare; beyond them a value is a typo, and the placement
+# planner would otherwise walk billions of CPUs.
+Sockets = Annotated[int, Strict(), Field(gt=0, le=16)]
+CoresPerSocket = Annotated[int, Strict(), Field(gt=0, le=1024)]
+ThreadsPerCore = Annotated[int, Strict(), Field(gt=0, le=8)]
 
 
 class CpuTopology(Model):
-    sockets: PositiveInt = setting(1, impact=Impact.REPLACE_VM, doc="CPU sockets on the host.")
-    cores_per_socket: PositiveInt = setting(impact=Impact.REPLACE_VM, doc="Physical cores per socket.")
-    threads_per_core: PositiveInt = setting(1, impact=Impact.REPLACE_VM, doc="Hardware threads per core (2 with SMT).")
+    sockets: Sockets = setting(1, impact=Impact.REPLACE_VM, doc="CPU sockets on the host.")
+    cores_per_socket: CoresPerSocket = setting(impact=Impact.REPLACE_VM, doc="Physical cores per socket.")
+    threads_per_core: ThreadsPerCore = setting(
+        1, impact=Impact.REPLACE_VM, doc="Hardware threads per core (2 with SMT)."
+    )
+
+    @model_validator(mode="after")
+    def _linux_limit(self) -> CpuTopology:
+        if self.logical_cpus > 8192:
+            raise ValueError(
+                f"{self.sockets} x {self.cores_per_socket} x {self.threads_per_core} = {self.logical_cpus} CPUs; "
+                "Linux supports at most 8192"
+            )
+        return self
 
     @property
     def logical_cpus(self) -> int:
@@ -106,10 +152,17 @@ class Gpu(Model):
 
 class Host(Model):
     name: Hostname = setting(impact=Impact.REPLACE_VM, doc="Short name of the hypervisor host.")
-    uri: NonEmptyStr = setting(
+    uri: LibvirtUri = setting(
         "qemu:///system",
         impact=Impact.REPLACE_VM,
-        doc="libvirt connection URI, e.g. qemu:///system or qemu+ssh://root@host2/system.",
+        doc="libvirt connection URI, e.g. qemu:///system or qemu+ssh://root@host2/system; required on every host "
+        "of a multi-host stack.",
+    )
+    ssh_host_key: SshPublicKey | None = setting(
+        None,
+        impact=Impact.IN_PLACE,
+        doc="The host's SSH host public key (ssh-keyscan -t ed25519 HOST), needed when configuration steps reach "
+        "nodes through this host as an SSH jump host: connections to a host whose key is unknown are refused.",
     )
     domain_type: Literal["kvm", "qemu"] = setting(
         "kvm", impact=Impact.REPLACE_VM, doc="kvm on real hardware; qemu (TCG emulation) only for nested test rigs."
@@ -142,6 +195,16 @@ class Host(Model):
             whole = NumaNode(id=0, cpus=f"0-{self.cpu.logical_cpus - 1}", memory_mib=self.memory_mib)
             object.__setattr__(self, "numa_nodes", [whole])
         return self
+
+    @property
+    def ssh_login(self) -> str | None:
+        """user@host[:port] from a remote libvirt URI (qemu+ssh://root@hv2/system); None for a local URI."""
+        parts = urlsplit(self.uri)
+        if not parts.scheme.endswith("+ssh") or not parts.hostname:
+            return None
+        user = parts.username or "root"
+        port = f":{parts.port}" if parts.port else ""
+        return f"{user}@{parts.hostname}{port}"
 
     @property
     def cpu_list(self) -> list[int]:

@@ -9,7 +9,7 @@ from pydantic import model_validator
 
 from config.impact import Impact, setting
 from config.models.base import Model
-from config.types import Cidr, Hostname, IPv4, NonEmptyStr, PositiveInt
+from config.types import Cidr, DnsDomain, Hostname, IPv4, Mtu, NonEmptyStr
 
 
 class DhcpRange(Model):
@@ -20,7 +20,7 @@ class DhcpRange(Model):
 class _Network(Model):
     name: Hostname
     cidr: Cidr
-    mtu: PositiveInt
+    mtu: Mtu
     bridge: NonEmptyStr | None = setting(
         None, impact=Impact.REPLACE_VM, doc="Host bridge to attach to (required when mode is bridge), e.g. br-mgmt."
     )
@@ -45,7 +45,9 @@ class ManagementNetwork(_Network):
         impact=Impact.REPLACE_VM,
         doc="nat or route: libvirt owns the subnet on one host; bridge: join a host bridge (multi-host clusters).",
     )
-    domain: Hostname = setting("hpc", impact=Impact.REPLACE_VM, doc="DNS domain of the nodes (node.domain).")
+    domain: DnsDomain = setting(
+        "hpc", impact=Impact.REPLACE_VM, doc="DNS domain of the nodes (node.domain), e.g. hpc or hpc.example.com."
+    )
     gateway: IPv4 | None = setting(
         None, impact=Impact.REPLACE_VM, doc="Gateway address; defaults to the first usable address of the subnet."
     )
@@ -54,7 +56,7 @@ class ManagementNetwork(_Network):
         impact=Impact.REPLACE_VM,
         doc="DHCP range for ad-hoc guests; defaults to the last quarter of the subnet. Nodes never use DHCP.",
     )
-    mtu: PositiveInt = setting(1500, impact=Impact.REPLACE_VM, doc="MTU of the management network.")
+    mtu: Mtu = setting(1500, impact=Impact.REPLACE_VM, doc="MTU of the management network (576-9216).")
     dns_servers: list[IPv4] = setting(
         [], impact=Impact.REPLACE_VM, doc="Resolvers for the nodes; defaults to the gateway (libvirt's dnsmasq)."
     )
@@ -87,7 +89,7 @@ class InterconnectNetwork(_Network):
     mode: Literal["isolated", "bridge"] = setting(
         "isolated", impact=Impact.REPLACE_VM, doc="isolated: host-local, no routing; bridge: join a host bridge."
     )
-    mtu: PositiveInt = setting(9000, impact=Impact.REPLACE_VM, doc="MTU; 9000 (jumbo frames) suits storage and MPI.")
+    mtu: Mtu = setting(9000, impact=Impact.REPLACE_VM, doc="MTU (576-9216); 9000 (jumbo frames) suits storage and MPI.")
 
     @model_validator(mode="after")
     def _bridge_needs_name(self) -> InterconnectNetwork:

@@ -2,31 +2,16 @@
 
 from __future__ import annotations
 
-import re
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, Field, model_validator
+from pydantic import Field, model_validator
 
 from config.impact import Impact, setting
 from config.models.base import Model
-from config.types import Count, GiB, Hostname, MiB, NonEmptyStr, PciAddress, PositiveInt
+from config.types import Count, GiB, Hostname, MiB, Name, NonEmptyStr, PciAddress, PositiveInt, Seconds, SshPublicKey
 
-_SSH_KEY_RE = re.compile(
-    r"^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(256|384|521)|sk-ssh-ed25519@openssh.com) [A-Za-z0-9+/=]+( .*)?$"
-)
-
-
-def _ssh_public_key(value: str) -> str:
-    value = value.strip()
-    if not _SSH_KEY_RE.match(value):
-        raise ValueError(
-            "not an OpenSSH public key: expected one line like 'ssh-ed25519 AAAA... user@host' "
-            "(the content of ~/.ssh/id_ed25519.pub, not the private key)"
-        )
-    return value
-
-
-SshPublicKey = Annotated[str, AfterValidator(_ssh_public_key)]
+# KVM's limit on vCPUs per guest (KVM_MAX_VCPUS) on the kernels Debian ships.
+VCpus = Annotated[int, Field(strict=True, gt=0, le=1024)]
 
 
 class Ssh(Model):
@@ -36,7 +21,7 @@ class Ssh(Model):
     public_keys: list[SshPublicKey] = setting(
         impact=Impact.REPLACE_VM, doc="Public keys allowed to log in as the admin user.", min_length=1
     )
-    connect_timeout_s: PositiveInt = setting(
+    connect_timeout_s: Seconds = setting(
         90, impact=Impact.IN_PLACE, doc="How long configuration steps retry SSH while a VM boots."
     )
 
@@ -46,6 +31,12 @@ class BaseImage(Model):
         impact=Impact.REPLACE_VM, doc="URL or absolute path (on the machine running pulumi) of a cloud image."
     )
     format: Literal["qcow2", "raw"] = setting("qcow2", impact=Impact.REPLACE_VM, doc="Image format.")
+    virtual_size_gib: GiB | None = setting(
+        None,
+        impact=Impact.IN_PLACE,
+        doc="The image's virtual disk size (`qemu-img info`); a root disk smaller than it is refused. Read from "
+        "the file itself for a local image; known for the default Debian image.",
+    )
 
 
 class VmTopology(Model):
@@ -62,10 +53,10 @@ class VmSpec(Model):
     host: Hostname | None = setting(
         None, impact=Impact.REPLACE_VM, doc="Host the VM runs on; defaults to the first host."
     )
-    vcpus: PositiveInt
+    vcpus: VCpus
     memory_mib: MiB
     disk_gib: GiB = setting(20, impact=Impact.REPLACE_VM, doc="Root disk size (copy-on-write over the base image).")
-    image: Hostname = setting("debian-12", impact=Impact.REPLACE_VM, doc="Key of the base image in `images`.")
+    image: Name = setting("debian-12", impact=Impact.REPLACE_VM, doc="Key of the base image in `images`.")
     topology: VmTopology | None = setting(
         None,
         impact=Impact.REPLACE_VM,
@@ -88,7 +79,7 @@ class VmSpec(Model):
 
 class Controller(VmSpec):
     name: Hostname = setting("controller", impact=Impact.REPLACE_VM, doc="Hostname of the SLURM controller.")
-    vcpus: PositiveInt = setting(2, impact=Impact.REPLACE_VM, doc="vCPUs.")
+    vcpus: VCpus = setting(2, impact=Impact.REPLACE_VM, doc="vCPUs.")
     memory_mib: MiB = setting(4096, impact=Impact.REPLACE_VM, doc="Memory.")
     state_disk_gib: GiB = setting(
         10,
@@ -103,7 +94,7 @@ class Controller(VmSpec):
 class ComputeGroup(VmSpec):
     name: Hostname = setting(impact=Impact.REPLACE_VM, doc="Group name; nodes are named <name>-01, <name>-02...")
     count: Count = setting(impact=Impact.REPLACE_VM, doc="Number of nodes; removing nodes drains them first.")
-    vcpus: PositiveInt = setting(impact=Impact.REPLACE_VM, doc="vCPUs per node.")
+    vcpus: VCpus = setting(impact=Impact.REPLACE_VM, doc="vCPUs per node.")
     memory_mib: MiB = setting(impact=Impact.REPLACE_VM, doc="Memory per node.")
     gpus_per_node: Count = setting(0, impact=Impact.REPLACE_VM, doc="GPUs passed through to each node.")
     gpus: list[PciAddress] = setting(
@@ -131,7 +122,7 @@ class ComputeGroup(VmSpec):
 class StorageGroup(VmSpec):
     name: Hostname = setting("storage", impact=Impact.REPLACE_VM, doc="Nodes are named <name>-01, <name>-02...")
     count: Count = setting(1, impact=Impact.REPLACE_VM, doc="Number of storage nodes.")
-    vcpus: PositiveInt = setting(2, impact=Impact.REPLACE_VM, doc="vCPUs per node.")
+    vcpus: VCpus = setting(2, impact=Impact.REPLACE_VM, doc="vCPUs per node.")
     memory_mib: MiB = setting(2048, impact=Impact.REPLACE_VM, doc="Memory per node.")
     data_disks_gib: list[GiB] = setting(
         [50],
@@ -144,5 +135,5 @@ class StorageGroup(VmSpec):
     )
 
 
-ImageMap = Annotated[dict[Hostname, BaseImage], Field(min_length=1)]
+ImageMap = Annotated[dict[Name, BaseImage], Field(min_length=1)]
 __all__ = ["BaseImage", "ComputeGroup", "Controller", "ImageMap", "Ssh", "StorageGroup", "VmSpec", "VmTopology"]

@@ -5,24 +5,70 @@ Changing anything here reconfigures the running cluster; it never replaces a VM.
 
 from __future__ import annotations
 
-import re
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import field_validator
+from pydantic import AfterValidator, BeforeValidator
 
+from config.findings import brief
 from config.impact import Impact, setting
 from config.models.base import Model
-from config.types import Count, Hostname, MiB, NonEmptyStr, PositiveInt
+from config.slurm_facts import KEY_RE, RESERVED_PARTITION_NAMES, TIME_FORMATS, TIME_RE, VALUE_RE
+from config.types import Count, Hostname, MiB, NonEmptyStr, PositiveInt, Seconds
+
+
+def _number_as_text(value: Any) -> Any:
+    """slurm.conf values are text; `KillWait: 30` in YAML is a number and means the same."""
+    return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+
+def _slurm_key(key: str) -> str:
+    if not KEY_RE.match(key):
+        raise ValueError(f"{brief(key)} is not a slurm.conf key: keys are single words of letters and digits")
+    return key
+
+
+def _slurm_value(value: str) -> str:
+    if not VALUE_RE.match(value):
+        raise ValueError(
+            f"{brief(value)} cannot go into slurm.conf: a value is one word without spaces, quotes, '#', newlines "
+            "or other control characters (anything after a space or newline would become another setting)"
+        )
+    return value
+
+
+def _slurm_time(value: str) -> str:
+    if not TIME_RE.match(value):
+        raise ValueError(f"{brief(value)} is not a SLURM time: use {TIME_FORMATS}")
+    return value
+
+
+def _partition_name(value: str) -> str:
+    if value.lower() in RESERVED_PARTITION_NAMES:
+        raise ValueError(f"{value!r} is reserved: SLURM reads PartitionName=DEFAULT as defaults for other partitions")
+    return value
+
+
+SlurmKey = Annotated[str, AfterValidator(_slurm_key)]
+SlurmValue = Annotated[str, BeforeValidator(_number_as_text), AfterValidator(_slurm_value)]
+SlurmTime = Annotated[str, BeforeValidator(_number_as_text), AfterValidator(_slurm_value), AfterValidator(_slurm_time)]
+PartitionName = Annotated[Hostname, AfterValidator(_partition_name)]
 
 
 class Partition(Model):
-    name: Hostname = setting(impact=Impact.RECONFIGURE, doc="Partition name.")
+    name: PartitionName = setting(impact=Impact.RECONFIGURE, doc="Partition name (not 'default').")
     groups: list[Hostname] = setting(
         [], impact=Impact.RECONFIGURE, doc="Compute groups in the partition; empty means every group."
     )
     default: bool = setting(False, impact=Impact.RECONFIGURE, doc="Jobs without -p land here.")
-    max_time: NonEmptyStr = setting("INFINITE", impact=Impact.RECONFIGURE, doc="MaxTime, e.g. 1-00:00:00.")
-    options: dict[str, str] = setting({}, impact=Impact.RECONFIGURE, doc="Extra PartitionName keys.")
+    max_time: SlurmTime = setting(
+        "INFINITE", impact=Impact.RECONFIGURE, doc=f"MaxTime: {TIME_FORMATS}, e.g. 1-00:00:00."
+    )
+    options: dict[SlurmKey, SlurmValue] = setting(
+        {},
+        impact=Impact.RECONFIGURE,
+        doc="Extra keys of the PartitionName line (slurm.conf(5)); Nodes, Default, MaxTime and State come from "
+        "the fields above.",
+    )
 
 
 class Accounting(Model):
@@ -30,47 +76,6 @@ class Accounting(Model):
     database: str = setting(
         "slurm_acct_db", impact=Impact.RESTART, doc="MariaDB database name.", pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,63}$"
     )
-
-
-# slurm.conf keys the program derives from the rest of the spec. Overriding them would let the file
-# disagree with the VMs, networks or accounting setup, so `slurm.options` refuses them.
-SLURM_OWNED_KEYS = frozenset(
-    k.lower()
-    for k in (
-        "ClusterName",
-        "SlurmctldHost",
-        "ControlMachine",
-        "BackupController",
-        "SlurmUser",
-        "SlurmdUser",
-        "AuthType",
-        "CredType",
-        "StateSaveLocation",
-        "SlurmdSpoolDir",
-        "SlurmctldPidFile",
-        "SlurmdPidFile",
-        "SlurmctldLogFile",
-        "SlurmdLogFile",
-        "SlurmctldPort",
-        "SlurmdPort",
-        "SelectType",
-        "SelectTypeParameters",
-        "ProctrackType",
-        "TaskPlugin",
-        "GresTypes",
-        "AccountingStorageType",
-        "AccountingStorageHost",
-        "AccountingStoragePort",
-        "AccountingStorageTRES",
-        "JobAcctGatherType",
-        "NodeName",
-        "PartitionName",
-        "Include",
-        "DownNodes",
-        "NodeSet",
-        "PlugStackConfig",
-    )
-)
 
 
 class Slurm(Model):
@@ -81,37 +86,25 @@ class Slurm(Model):
     os_headroom_mib: MiB = setting(
         1024, impact=Impact.RESTART, doc="Memory left to the guest OS: RealMemory = VM memory - headroom."
     )
-    options: dict[str, str] = setting(
-        {}, impact=Impact.RECONFIGURE, doc="Extra slurm.conf keys merged over the defaults; owned keys are refused."
+    options: dict[SlurmKey, SlurmValue] = setting(
+        {},
+        impact=Impact.RECONFIGURE,
+        doc="Extra slurm.conf keys merged over the defaults (slurm.conf(5)); keys hyperscaler derives are refused.",
     )
-
-    @field_validator("options")
-    @classmethod
-    def _not_owned(cls, options: dict[str, str]) -> dict[str, str]:
-        owned = sorted(k for k in options if k.lower() in SLURM_OWNED_KEYS)
-        if owned:
-            raise ValueError(
-                f"{', '.join(owned)} {'is' if len(owned) == 1 else 'are'} set by hyperscaler from the rest of the "
-                "stack file and cannot be overridden; change the matching section (nodes, partitions, accounting)"
-            )
-        bad = sorted(k for k in options if not re.fullmatch(r"[A-Za-z][A-Za-z0-9]*", k))
-        if bad:
-            raise ValueError(f"{', '.join(bad)}: slurm.conf keys are single words of letters and digits")
-        return options
 
     cgroup_plugin: Literal["cgroup/v2", "cgroup/v1", "autodetect"] = setting(
         "cgroup/v2",
         impact=Impact.RESTART,
         doc="CgroupPlugin in cgroup.conf: cgroup/v2 for Debian 12 and other unified-hierarchy guests.",
     )
-    drain_timeout_s: PositiveInt = setting(
+    drain_timeout_s: Seconds = setting(
         600, impact=Impact.IN_PLACE, doc="How long removing a node waits for its jobs after draining it."
     )
     canary: bool = setting(True, impact=Impact.IN_PLACE, doc="Run a job on every node after each update.")
 
 
 class Beegfs(Model):
-    enabled: bool = setting(True, impact=Impact.RESTART, doc="BeeGFS on the storage nodes, mounted on every node.")
+    enabled: bool = setting(False, impact=Impact.RESTART, doc="BeeGFS on the storage nodes, mounted on every node.")
     version: Literal["7.4", "8"] = setting("7.4", impact=Impact.RESTART, doc="BeeGFS major release.")
     mount_point: NonEmptyStr = setting("/mnt/beegfs", impact=Impact.RESTART, doc="Client mount point.")
     chunk_size: NonEmptyStr = setting("1m", impact=Impact.RECONFIGURE, doc="Default stripe chunk size.")

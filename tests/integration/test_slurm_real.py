@@ -47,7 +47,6 @@ def proof_stack(cluster: Cluster, tmp: Path, **slurm: object) -> Path:
             {"name": "gpu", "count": 2, "vcpus": 2, "memory_mib": 2048, "gpus_per_node": 2, "address_offset": 12}
         ],
         "storage": None,
-        "beegfs": {"enabled": False},
         # This host mounts cgroup v1; Debian 12 guests get the default cgroup/v2.
         "slurm": {"cgroup_plugin": "cgroup/v1", "drain_timeout_s": 20, **slurm},
     }

@@ -17,6 +17,9 @@ SCALARS = st.one_of(
     st.none(),
     st.booleans(),
     st.integers(-5, 10**6),
+    st.integers(10**6, 10**30),
+    st.text(min_size=200, max_size=400),
+    st.sampled_from(["0-99999", "0-4000000000", "qemu+ssh:///system", "a.b", "1:00:00", "INFINITE\nx", " "]),
     st.floats(allow_nan=True),
     st.text(max_size=12),
     st.just("0000:41:00.0"),
@@ -29,6 +32,12 @@ VALUES = st.recursive(
 )
 PATHS = [
     ("name",),
+    ("hosts", "0", "cpu"),
+    ("networks", "management", "mtu"),
+    ("networks", "management", "domain"),
+    ("slurm", "os_headroom_mib"),
+    ("controller", "disk_gib"),
+    ("images", "debian-12"),
     ("preset",),
     ("hosts",),
     ("networks", "management", "cidr"),
@@ -50,6 +59,9 @@ def mutate(raw: dict[str, Any], path: tuple[str, ...], value: Any, delete: bool)
     out = copy.deepcopy(raw)
     node: Any = out
     for key in path[:-1]:
+        if isinstance(node, list) and key.isdigit() and int(key) < len(node):
+            node = node[int(key)]
+            continue
         if not isinstance(node, dict):
             return out
         node = node.setdefault(key, {})
@@ -61,7 +73,7 @@ def mutate(raw: dict[str, Any], path: tuple[str, ...], value: Any, delete: bool)
     return out
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(st.tuples(st.sampled_from(PATHS), VALUES, st.booleans()), min_size=1, max_size=3))
 def test_loader_never_crashes(mutations: list[tuple[tuple[str, ...], Any, bool]]) -> None:
     raw: dict[str, Any] = BASE

@@ -106,8 +106,12 @@ def test_explicit_gpu_list_length_is_checked() -> None:
 
 
 def test_ssh_key_must_be_public() -> None:
-    with pytest.raises(ValidationError, match="not an OpenSSH public key"):
+    with pytest.raises(ValidationError, match="this is a private key"):
         ClusterSpec.model_validate(minimal(ssh={"public_keys": ["-----BEGIN OPENSSH PRIVATE KEY-----"]}))
+    with pytest.raises(ValidationError, match="not an OpenSSH public key"):
+        ClusterSpec.model_validate(
+            minimal(ssh={"public_keys": ["AAAAC3NzaC1lZDI1NTE5AAAAIEWwoQJm5BAL1DlfU575U2gWJDQ8"]})
+        )
 
 
 @pytest.mark.parametrize("text", ["0-3,8,10-11", "5", "0-0", "1,3,5"])

@@ -65,7 +65,6 @@ def vm_stack(tmp: Path, image: VmImage, public_key: str) -> Path:
         "controller": {"vcpus": 1, "memory_mib": 1300, "disk_gib": 8, "state_disk_gib": 1},
         "compute": [{"name": "cpu", "count": 2, "vcpus": 1, "memory_mib": 1300, "disk_gib": 8}],
         "storage": None,
-        "beegfs": {"enabled": False},
     }
     path = tmp / "Pulumi.vmt.yaml"
     path.write_text(yaml.safe_dump({"config": {"hyperscaler:cluster": cluster}}))
