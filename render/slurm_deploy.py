@@ -191,7 +191,6 @@ def slurm_plan(spec: ClusterSpec, nodes: list[NodePlan]) -> list[NodeSlurm]:
                     "canary",
                     {
                         "COMPUTE_NODES": compute_list,
-                        "COMPUTE_COUNT": len(computes),
                         "GPU_TYPES": " ".join(all_gpu_types),
                         "GPU_PARTITION": gpu_partition,
                         "CANARY_TIMEOUT": CANARY_TIMEOUT_S,

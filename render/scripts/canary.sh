@@ -1,15 +1,42 @@
-# A job on every compute node and one GPU job per GPU type; prints one JSON line for the stack outputs.
-wait_for "every compute node idle" "$CANARY_TIMEOUT" sh -c \
+# A job on every compute node, and one GPU job per GPU type; prints one JSON line for the stack outputs.
+# It never queues behind users' work: each srun gives up (--immediate) when the node has no room, and a
+# node that is running jobs is reported as busy. Only a node that is idle and still cannot run a job fails.
+wait_for "every compute node to respond" "$CANARY_TIMEOUT" sh -c \
   "[ -z \"\$(sinfo -h -N -n '$COMPUTE_NODES' -o '%t' | grep -v -x -e idle -e mix -e alloc)\" ]"
+results=$(mktemp -d)
+trap 'rm -rf "$results"' EXIT
+probe_node() {
+  local node=$1 out
+  # shellcheck disable=SC2016 # $SLURMD_NODENAME must expand on the compute node, not here
+  if out=$(srun -N1 -w "$node" --cpus-per-task=1 --mem=16M --immediate=30 --time=5 sh -c 'echo "$SLURMD_NODENAME"' 2>&1); then
+    echo "ran $out"
+  else
+    echo "failed $node $(sinfo -h -N -n "$node" -o '%t' | head -1) ${out//$'\n'/ }"
+  fi
+}
 start=$SECONDS
-# shellcheck disable=SC2016 # $SLURMD_NODENAME must expand on the compute node, not here
-ran=$(srun -N "$COMPUTE_COUNT" -w "$COMPUTE_NODES" --time=5 sh -c 'echo "$SLURMD_NODENAME"' | sort | tr '\n' ' ')
+for node in $(scontrol show hostnames "$COMPUTE_NODES"); do
+  probe_node "$node" > "$results/$node" &
+  # at most 32 sruns at a time
+  while [ "$(jobs -rp | wc -l)" -ge 32 ]; do sleep 0.2; done
+done
+wait
 first_job_s=$((SECONDS - start))
+ran=$(cat "$results"/* | awk '$1 == "ran" {print $2}' | sort | paste -sd' ' -)
+busy=$(cat "$results"/* | awk '$1 == "failed" && $3 != "idle" {print $2}' | sort | paste -sd' ' -)
+broken=$(cat "$results"/* | awk '$1 == "failed" && $3 == "idle"' || true)
+[ -z "$broken" ] || die "idle nodes could not run a job: $broken"
 uptime_s=$(cut -d. -f1 /proc/uptime)
 gpu_results=""
 for gtype in $GPU_TYPES; do
-  visible=$(srun -N1 ${GPU_PARTITION:+-p "$GPU_PARTITION"} --gres="gpu:$gtype:1" --time=5 printenv CUDA_VISIBLE_DEVICES)
-  gpu_results="$gpu_results\"$gtype\": \"$visible\", "
+  if visible=$(srun -N1 ${GPU_PARTITION:+-p "$GPU_PARTITION"} --gres="gpu:$gtype:1" --cpus-per-task=1 --mem=16M \
+    --immediate=30 --time=5 printenv CUDA_VISIBLE_DEVICES 2>/dev/null); then
+    gpu_results="$gpu_results\"$gtype\": \"$visible\", "
+  elif sinfo -h -N -n "$COMPUTE_NODES" -t idle -o '%N %f' | awk -v t="$gtype" '$2 ~ "(^|,)" t "(,|$)"' | grep -q .; then
+    die "no $gtype GPU job could run although a node with $gtype GPUs is idle"
+  else
+    gpu_results="$gpu_results\"$gtype\": \"busy\", "
+  fi
 done
-printf '{"nodes": "%s", "first_job_seconds": %s, "controller_uptime_seconds": %s, "gpu": {%s}}\n' \
-  "${ran% }" "$first_job_s" "$uptime_s" "${gpu_results%, }"
+printf '{"nodes": "%s", "busy": "%s", "first_job_seconds": %s, "controller_uptime_seconds": %s, "gpu": {%s}}\n' \
+  "$ran" "$busy" "$first_job_s" "$uptime_s" "${gpu_results%, }"

@@ -4,7 +4,8 @@ install -d -o slurm -g slurm -m 0755 "$STATE_SAVE" /var/log/slurm
 if svc_running slurmctld; then
   if [ "$(applied_get slurmctld)" != "$RESTART_KEY" ]; then
     known=$(scontrol show node -o 2>/dev/null | sed -n 's/^NodeName=\([^ ]*\).*/\1/p' | sort)
-    wanted=$(printf '%s\n' "$COMPUTE_NODES" | tr ',' '\n' | sort)
+    # COMPUTE_NODES is a hostlist expression (cpu-[01-02]): let SLURM expand it, never split it by hand.
+    wanted=$(scontrol show hostnames "$COMPUTE_NODES" | sort)
     for node in $(comm -23 <(printf '%s\n' "$known") <(printf '%s\n' "$wanted")); do
       drain_and_wait "$node"
     done

@@ -35,10 +35,15 @@ SshRunner = Callable[[str, str, str | None], subprocess.CompletedProcess[str]]  
 
 
 def replay(
-    records: list[Registration], ssh: SshRunner, field: str = "create", only: set[str] | None = None
+    records: list[Registration],
+    ssh: SshRunner,
+    field: str = "create",
+    only: set[str] | None = None,
+    ordered: bool = True,
 ) -> list[Ran]:
+    """Run each Command's `field` over SSH; in dependency order unless `ordered` is False (already ordered)."""
     ran = []
-    for rec in command_order(records):
+    for rec in command_order(records) if ordered else [r for r in records if r.type == COMMAND]:
         if only is not None and rec.name not in only:
             continue
         inputs = rec.plain_inputs
@@ -70,3 +75,25 @@ def snapshot(nodes: list[str], run_on: Callable[[str, str], str]) -> dict[str, s
         state[f"{node}:pids"] = run_on(node, DAEMON_PIDS)
         state[f"{node}:files"] = run_on(node, MANAGED_FILES)
     return state
+
+
+@dataclass(frozen=True)
+class Change:
+    """What `pulumi up` from one plan to the next ran on the nodes."""
+
+    ran: list[Ran]
+    deleted: list[Ran]
+
+
+def replay_change(before: list[Registration], after: list[Registration], ssh: SshRunner) -> Change:
+    """Replay an update as the engine runs it against pulumi-command (provider docs, Command resource):
+    a new Command runs `create`; a Command whose inputs changed is replaced (a trigger changed) or updated,
+    and either way runs `create` again (no `update` command is set); unchanged Commands do nothing; then
+    removed Commands run `delete`, dependents before what they depend on."""
+    old = {r.urn: r.plain_inputs for r in before if r.type == COMMAND}
+    changed = {r.name for r in after if r.type == COMMAND and old.get(r.urn) != r.plain_inputs}
+    ran = replay(after, ssh, only=changed)
+    new_urns = {r.urn for r in after}
+    gone = [r for r in before if r.type == COMMAND and r.urn not in new_urns]
+    deleted = replay(list(reversed(command_order(gone))), ssh, field="delete", ordered=False)
+    return Change(ran, deleted)

@@ -33,9 +33,11 @@ pytestmark = pytest.mark.integration
 NAMES = ["controller", "gpu-01", "gpu-02"]
 
 
-def proof_stack(cluster: Cluster, tmp: Path, **slurm: object) -> Path:
+def proof_stack(cluster: Cluster, tmp: Path, count: int = 2, **slurm: object) -> Path:
+    """The proof cluster: a controller at .11 and `count` GPU nodes from .12, each with 2 (fake) GPUs."""
     host_gpus = [
-        {"address": f"0000:{b:02x}:00.0", "model": "h100-80gb", "iommu_group": b} for b in (0x41, 0x42, 0x61, 0x62)
+        {"address": f"0000:{b:02x}:00.0", "model": "h100-80gb", "iommu_group": b}
+        for b in (0x41, 0x42, 0x61, 0x62, 0x81, 0x82)
     ]
     cluster_cfg = {
         "name": "proof",
@@ -44,7 +46,7 @@ def proof_stack(cluster: Cluster, tmp: Path, **slurm: object) -> Path:
         "ssh": {"user": "root", "public_keys": [cluster.public_key]},
         "controller": {"vcpus": 1, "memory_mib": 2048, "address_offset": 11},
         "compute": [
-            {"name": "gpu", "count": 2, "vcpus": 2, "memory_mib": 2048, "gpus_per_node": 2, "address_offset": 12}
+            {"name": "gpu", "count": count, "vcpus": 2, "memory_mib": 2048, "gpus_per_node": 2, "address_offset": 12}
         ],
         "storage": None,
         # This host mounts cgroup v1; Debian 12 guests get the default cgroup/v2.
