@@ -47,7 +47,18 @@ class SlurmCluster(pulumi.ComponentResource):
         hashes: dict[str, dict[str, pulumi.Input[str]]] = {}
         connections: dict[str, remote.ConnectionArgs] = {}
         secret_files = {
-            MUNGE_KEY: (RenderedFile(MUNGE_KEY, "", mode="0400", owner="munge:munge", secret=True), munge_key.base64),
+            MUNGE_KEY: (
+                RenderedFile(
+                    MUNGE_KEY,
+                    "",
+                    mode="0400",
+                    owner="munge:munge",
+                    secret=True,
+                    dir_mode="0700",
+                    dir_owner="munge:munge",
+                ),
+                munge_key.base64,
+            ),
             SLURMDBD_CONF: (
                 RenderedFile(SLURMDBD_CONF, "", mode="0600", owner="slurm:slurm", secret=True),
                 db_password.result.apply(lambda pw: render_slurmdbd_conf(spec, nodes, pw)),

@@ -58,6 +58,9 @@ class RenderedFile:
     mode: str = "0644"
     owner: str = "root:root"
     secret: bool = False
+    # The directory, when it has to be created; an existing one keeps its own mode and owner.
+    dir_mode: str = "0755"
+    dir_owner: str = "root:root"
 
 
 T = TypeVar("T")

@@ -41,12 +41,16 @@ def as_root(command: str, user: str) -> str:
 
 def install_command(file: RenderedFile, user: str, base64: bool = False) -> str:
     """Write stdin to file.path atomically with its mode and owner. The first line is a marker that
-    `hyperscaler plan` reads back to know which file this command writes."""
-    directory = str(Path(file.path).parent)
+    `hyperscaler plan` reads back to know which file this command writes.
+
+    A missing directory is created with the file's dir_mode and dir_owner; an existing one is left as it
+    is (`install -d -m` would loosen /etc/munge from 0700 to the mode given)."""
+    directory = shlex.quote(str(Path(file.path).parent))
     decode = "base64 -d" if base64 else "cat"
     body = (
-        f"set -e; umask 077; install -d -m 0755 {shlex.quote(directory)}; "
-        f't=$(mktemp {shlex.quote(directory)}/.hyperscaler.XXXXXX); {decode} > "$t"; '
+        f"set -e; umask 077; [ -d {directory} ] || install -d -m {file.dir_mode} -o {file.dir_owner.split(':')[0]} "
+        f"-g {file.dir_owner.split(':')[-1]} {directory}; "
+        f't=$(mktemp {directory}/.hyperscaler.XXXXXX); {decode} > "$t"; '
         f'chown {shlex.quote(file.owner)} "$t"; chmod {file.mode} "$t"; mv -f "$t" {shlex.quote(file.path)}'
     )
     marker = f"{FILE_MARKER} path={file.path} mode={file.mode} owner={file.owner} base64={int(base64)}"

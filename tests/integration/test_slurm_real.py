@@ -136,21 +136,33 @@ def test_state_lives_on_the_state_volume(proof: Proof) -> None:
     assert proof.on("controller", "ls /var/lib/hyperscaler/state").split() == ["lost+found", "mysql", "slurmctld"]
 
 
-def test_secret_files_have_tight_modes(proof: Proof) -> None:
-    assert proof.on("controller", "stat -c '%a %U' /etc/munge/munge.key /etc/slurm/slurmdbd.conf").split() == [
-        "400",
-        "munge",
-        "600",
-        "slurm",
-    ]
-    keys = {proof.on(n, "sha256sum < /etc/munge/munge.key") for n in NAMES}
-    assert len(keys) == 1, "every node must hold the same munge key"
-
-
 def test_second_run_changes_nothing(proof: Proof) -> None:
     before = proof.snapshot()
     replay(proof.plan.records, proof.ssh)
     assert proof.snapshot() == before
+
+
+# Every secret's file and the directory holding it: (path, mode, owner, group).
+SECRET_MODES = {
+    "controller": [
+        ("/etc/munge", "700", "munge", "munge"),
+        ("/etc/munge/munge.key", "400", "munge", "munge"),
+        ("/etc/slurm", "755", "root", "root"),
+        ("/etc/slurm/slurmdbd.conf", "600", "slurm", "slurm"),
+        ("/var/lib/hyperscaler/applied", "700", "root", "root"),
+    ],
+    "gpu-01": [("/etc/munge", "700", "munge", "munge"), ("/etc/munge/munge.key", "400", "munge", "munge")],
+}
+
+
+def test_secret_modes_after_two_runs(proof: Proof) -> None:
+    """Runs after test_second_run_changes_nothing: the files have been written twice."""
+    for node, expected in SECRET_MODES.items():
+        paths = " ".join(p for p, *_ in expected)
+        out = proof.on(node, f"stat -c '%n %a %U %G' {paths}").splitlines()
+        assert [tuple(line.split()) for line in out] == expected, f"{node}: {out}"
+    keys = {proof.on(n, "sha256sum < /etc/munge/munge.key") for n in NAMES}
+    assert len(keys) == 1, "every node must hold the same munge key"
 
 
 def test_partition_change_reconfigures_without_restart(proof: Proof) -> None:
