@@ -49,6 +49,7 @@ class Snapshot:
     """What a running cluster has on the host, recorded so its absence can be checked after exit."""
 
     bridge: str = ""
+    uplink: str = ""
     veths: list[str] = field(default_factory=list)
     netns: list[str] = field(default_factory=list)
     pids: list[int] = field(default_factory=list)
@@ -56,17 +57,19 @@ class Snapshot:
 
     @classmethod
     def of(cls, c: Cluster) -> Snapshot:
+        assert c.switch_netns is not None and c.uplink is not None
         return cls(
             bridge=c.bridge,
+            uplink=c.uplink,
             veths=[n.veth for n in c.nodes],
-            netns=[n.netns for n in c.nodes],
+            netns=[n.netns for n in c.nodes] + [c.switch_netns],
             pids=[p for n in c.nodes for p in n.host_pids()],
             workdir=str(c.workdir),
         )
 
     def assert_gone(self) -> None:
         links = _host_links()
-        for name in [self.bridge, *self.veths]:
+        for name in [self.bridge, self.uplink, *self.veths]:
             assert f" {name}:" not in links and f" {name}@" not in links, f"link {name} survived"
         for ns in self.netns:
             assert not Path("/run/netns", ns).exists(), f"netns {ns} survived"
@@ -135,7 +138,27 @@ def test_nodes_have_names_addresses_and_hosts(cluster: Cluster) -> None:
     assert len(fingerprints) == 3, "every node needs its own host key"
     # Nodes reach each other by name (the bridge) and the host by its address.
     cluster["node1"].ssh("timeout 5 bash -c 'echo > /dev/tcp/node3/22'")
+    # The host answers over the uplink: a connection, or a refusal (rc 1), but never a timeout (rc 124).
+    cluster["node3"].ssh(f"timeout 5 bash -c 'echo > /dev/tcp/{cluster.host_address}/22' || test $? = 1")
     assert cluster.host_address == cluster.nodes[0].address.rsplit(".", 1)[0] + ".1"
+
+
+def test_bridge_lives_in_a_switch_namespace(cluster: Cluster) -> None:
+    """The host holds one uplink with .1; the bridge and the nodes' veths are in the switch namespace."""
+    assert cluster.switch_netns and cluster.uplink
+    assert cluster.switch_netns.startswith(f"{cluster.prefix}{cluster.run_id}-")
+    host = _host_links()
+    for name in [cluster.bridge, *(n.veth for n in cluster.nodes)]:
+        assert f" {name}:" not in host and f" {name}@" not in host, f"{name} is in the host namespace"
+    addr = subprocess.run(["ip", "-o", "-4", "addr", "show", "dev", cluster.uplink], capture_output=True,
+                          text=True, check=True).stdout  # fmt: skip
+    assert f"inet {cluster.host_address}/24" in addr
+    switch = subprocess.run(["ip", "-n", cluster.switch_netns, "-o", "link", "show"], capture_output=True,
+                            text=True, check=True).stdout  # fmt: skip
+    ports = {
+        line.split(":")[1].strip().split("@")[0] for line in switch.splitlines() if f"master {cluster.bridge}" in line
+    }
+    assert ports == {"uplink", *(n.veth for n in cluster.nodes)}
 
 
 def test_writes_are_private_to_a_node(cluster: Cluster) -> None:
@@ -255,8 +278,9 @@ def test_stale_run_is_cleaned_but_live_runs_are_not() -> None:
         import json, os, signal, sys
         from tests.integration.harness import Cluster
         c = Cluster(1, prefix="hscz").start()
-        print(json.dumps({"netns": c.nodes[0].netns, "bridge": c.bridge, "workdir": str(c.workdir),
-                          "pids": c.nodes[0].host_pids()}), flush=True)
+        print(json.dumps({"netns": c.nodes[0].netns, "switch": c.switch_netns, "uplink": c.uplink,
+                          "bridge": c.bridge, "workdir": str(c.workdir), "pids": c.nodes[0].host_pids()}),
+              flush=True)
         os.kill(os.getpid(), signal.SIGKILL)
         """
     )
@@ -267,6 +291,7 @@ def test_stale_run_is_cleaned_but_live_runs_are_not() -> None:
     assert proc.returncode == -signal.SIGKILL, proc.stderr
     dead = json.loads(proc.stdout)
     assert Path("/run/netns", dead["netns"]).exists(), "expected debris from the killed run"
+    assert Path("/run/netns", dead["switch"]).exists() and f" {dead['uplink']}@" in _host_links()
     deadline = time.monotonic() + 5
     while any(Path(f"/proc/{p}").exists() for p in dead["pids"]) and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -274,11 +299,59 @@ def test_stale_run_is_cleaned_but_live_runs_are_not() -> None:
 
     with Cluster(1, prefix="hscz") as live:  # starting a run cleans stale debris of its prefix
         assert not Path("/run/netns", dead["netns"]).exists()
+        assert not Path("/run/netns", dead["switch"]).exists(), "the switch namespace survived"
         assert f" {dead['bridge']}:" not in _host_links()
+        assert f" {dead['uplink']}@" not in _host_links(), "the uplink survived"
         assert not Path(dead["workdir"]).exists()
         assert cleanup_stale("hscz") == [], "a live run is never stale"
         live.nodes[0].ssh("true")
         assert pids_in_netns(live.nodes[0].netns)
+
+
+def test_host_netns_run_is_closed_and_cleaned_when_stale() -> None:
+    # With host_netns the uplink lives in that namespace: close() removes it there, and so does the
+    # stale cleanup of a run killed without teardown (from its registry record).
+    host_ns = f"hsch-{os.getpid()}"  # not of the harness's <prefix><6 hex>- shape: never taken for debris
+    subprocess.run(["ip", "netns", "add", host_ns], check=True)
+    try:
+
+        def uplinks() -> str:
+            return subprocess.run(
+                ["ip", "-n", host_ns, "-o", "link", "show"], capture_output=True, text=True, check=True
+            ).stdout
+
+        with Cluster(1, prefix="hscy", host_netns=host_ns) as c:
+            assert c.uplink and c.switch_netns
+            assert f" {c.uplink}@" in uplinks() and f" {c.uplink}" not in _host_links()
+            c.nodes[0].ssh("true")
+            snap = Snapshot.of(c)
+        assert f" {c.uplink}@" not in uplinks(), "close() left the uplink in host_netns"
+        snap.assert_gone()
+
+        child = textwrap.dedent(
+            f"""\
+            import json, os, signal
+            from tests.integration.harness import Cluster
+            c = Cluster(1, prefix="hscy", host_netns={host_ns!r}).start()
+            print(json.dumps({{"switch": c.switch_netns, "uplink": c.uplink, "netns": c.nodes[0].netns}}), flush=True)
+            os.kill(os.getpid(), signal.SIGKILL)
+            """
+        )
+        proc = subprocess.run(
+            [sys.executable, "-c", child], cwd=REPO, capture_output=True, text=True, timeout=120,
+            env={**os.environ, "PYTHONPATH": str(REPO)},
+        )  # fmt: skip
+        assert proc.returncode == -signal.SIGKILL, proc.stderr
+        dead = json.loads(proc.stdout)
+        assert f" {dead['uplink']}@" in uplinks() and Path("/run/netns", dead["switch"]).exists()
+        removed = cleanup_stale("hscy")
+        assert f"link {dead['uplink']} in netns {host_ns}" in removed, removed
+        assert f"netns {dead['switch']}" in removed and f"netns {dead['netns']}" in removed, removed
+        assert f" {dead['uplink']}@" not in uplinks()
+        assert not Path("/run/netns", dead["switch"]).exists()
+        assert Path("/run/netns", host_ns).exists(), "the host_netns is the caller's, never the harness's"
+    finally:
+        subprocess.run(["ip", "netns", "del", host_ns], check=False)
 
 
 def test_two_clusters_run_side_by_side(tmp_path: Path) -> None:

@@ -1,8 +1,24 @@
 """N SSH-reachable "nodes" on this machine, for integration tests.
 
-Each node is a network namespace on a private bridge plus its own mount/uts/pid namespaces over an
-overlayfs of the cached rootfs, with `sshd -D` as the pid namespace's init. Verified recipe: section 6
-of /work/shared/reference/sandbox.md.
+Each node is a network namespace plus its own mount/uts/pid namespaces over an overlayfs of the cached
+rootfs, with `sshd -D` as the pid namespace's init. Verified recipe: section 6 of
+/work/shared/reference/sandbox.md.
+
+Topology: the bridge lives in a "switch" network namespace of its own, so the host's firewall never sees
+the frames bridged between nodes (a default dockerd sets the host's FORWARD policy to DROP, and with
+net.bridge.bridge-nf-call-iptables=1 bridged frames traverse FORWARD). The host reaches the nodes through
+one veth pair, the uplink: its host end carries <subnet>.1/24, its other end is a port of the switch's
+bridge. Host<->node traffic is therefore ordinary local traffic for the host (INPUT/OUTPUT), and
+node<->node traffic never leaves the switch namespace, whose own FORWARD chain nobody touches.
+
+    host side (host or host_netns)   switch netns <prefix><run>-_sw       node netns <prefix><run>-<name>
+    <prefix><run>up  .1/24  <====>  uplink ----------+
+                                                     bridge <prefix><run>br
+                                    <prefix><run>v0 -+     <====>  eth0  .11  (node1)
+                                    <prefix><run>v1 -+     <====>  eth0  .12  (node2) ...
+
+(<====> is a veth pair, -+ a bridge port.) The test-only `_legacy_bridge` topology puts the bridge, with
+.1, and the node veths straight into the host side instead; it exists to show what a host firewall does.
 
 Nothing here configures SLURM: the project's own scripts do that over SSH.
 """
@@ -10,6 +26,7 @@ Nothing here configures SLURM: the project's own scripts do that over SSH.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import fcntl
 import json
 import os
@@ -52,6 +69,10 @@ DEFAULT_PREFIX = "hsci"
 STATE_DIR = Path("/run/hyperscaler-test")
 RUNS_DIR = STATE_DIR / "runs"
 SUBNET_POOL = "10.211"
+# The switch namespace's suffix: "_" cannot occur in a node name, so it never collides with a node's netns.
+SWITCH_SUFFIX = "-_sw"
+UPLINK_PEER = "uplink"  # the switch-side end of the uplink (inside the switch namespace only)
+CLONE_NEWNET = 0x40000000
 FIRST_HOST_OCTET = 11
 SSH_OPTIONS = (
     "-F", "/dev/null",
@@ -97,6 +118,8 @@ class Node:
     proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
     mux_path: Path | None = None
     mux_proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+    # The named netns that plays the host: every ssh into the node starts there (None: this process's).
+    host_netns: str | None = None
 
     @property
     def upper(self) -> Path:
@@ -113,7 +136,7 @@ class Node:
         live = self.mux_path is not None and self.mux_proc is not None and self.mux_proc.poll() is None
         mux = ["-o", f"ControlPath={self.mux_path}", "-o", "ControlMaster=no"] if live else []
         key = ["-i", str(self.private_key_path)]
-        return ["ssh", *SSH_OPTIONS, *mux, *key, f"root@{self.address}", "--", command]
+        return [*_enter(self.host_netns), "ssh", *SSH_OPTIONS, *mux, *key, f"root@{self.address}", "--", command]
 
     def ssh(
         self,
@@ -192,11 +215,20 @@ class Cluster:
     ...     cluster.nodes[0].ssh("hostname").stdout
     'node1\\n'
 
-    `subnet` ("10.211.5") is picked automatically among free 10.211.X/24 unless given; the host side of
-    the bridge gets .1 and node i gets .(11+i). root's authorized_keys holds the harness's own key
+    `subnet` ("10.211.5") is picked automatically among free 10.211.X/24 unless given; the host end of
+    the uplink gets .1 and node i gets .(11+i). root's authorized_keys holds the harness's own key
     (`private_key_path`) plus any `authorized_keys` given. Pass `rootfs=ensure_rootfs(packages=...)`
     for nodes with more software. Names of everything created on the host start with
     `prefix` + a random run id, so concurrent runs never collide and stale debris is recognisable.
+
+    `host_netns` names an existing network namespace (in /run/netns) that plays the host: the uplink's
+    host end and every SSH connection into the nodes live there instead of in this process's namespace
+    (entered with `nsenter --net`, never `ip netns exec`, which remounts /sys). Tests use it to give the
+    "host" a firewall of its own.
+
+    `_legacy_bridge` is for tests only: it builds the old topology (the bridge with .1 directly in the
+    host-side namespace, node veths enslaved to it there, no switch namespace), so a test can show that a
+    host firewall breaks it.
     """
 
     def __init__(
@@ -212,6 +244,8 @@ class Cluster:
         authorized_keys: Sequence[str] = (),
         fake_gpus: Mapping[str, int] | None = None,
         disks: Mapping[str, Mapping[str, int]] | None = None,
+        host_netns: str | None = None,
+        _legacy_bridge: bool = False,
     ) -> None:
         names = list(names) if names is not None else [f"node{i + 1}" for i in range(n_nodes)]
         if len(names) != n_nodes:
@@ -225,9 +259,17 @@ class Cluster:
             raise ValueError("prefix must be 1-5 lowercase letters (interface names are limited to 15 chars)")
         if subnet is not None and not re.fullmatch(r"\d{1,3}\.\d{1,3}\.\d{1,3}", subnet):
             raise ValueError(f"subnet must look like '10.211.0', got {subnet!r}")
+        if host_netns is not None and not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", host_netns):
+            raise ValueError(f"host_netns must be the name of a netns in /run/netns, got {host_netns!r}")
         self.prefix = prefix
         self.run_id = secrets.token_hex(3)
+        self.host_netns = host_netns
+        self.legacy_bridge = _legacy_bridge
         self.bridge = f"{prefix}{self.run_id}br"
+        # The switch namespace holding the bridge and the nodes' veths; none in the legacy topology.
+        self.switch_netns: str | None = None if _legacy_bridge else f"{prefix}{self.run_id}{SWITCH_SUFFIX}"
+        # The uplink's end in the host-side namespace (carries .1); none in the legacy topology.
+        self.uplink: str | None = None if _legacy_bridge else f"{prefix}{self.run_id}up"
         self._names = names
         self._requested_subnet = subnet
         self._rootfs = rootfs
@@ -318,9 +360,16 @@ class Cluster:
             raise
         return self
 
+    @property
+    def bridge_netns(self) -> str | None:
+        """Where the bridge and the nodes' veths live (None: this process's own namespace)."""
+        return self.host_netns if self.switch_netns is None else self.switch_netns
+
     def _start(self) -> None:
         require_root()
         require_tools(NODE_TOOLS)
+        if self.host_netns is not None and not Path("/run/netns", self.host_netns).exists():
+            raise HarnessError(f"host_netns {self.host_netns!r} does not exist in /run/netns")
         self.rootfs = self._rootfs if self._rootfs is not None else ensure_rootfs()
         self._tmp_root.mkdir(parents=True, exist_ok=True)
         with _state_lock():
@@ -336,14 +385,13 @@ class Cluster:
                     veth=f"{self.prefix}{self.run_id}v{i}",
                     workdir=self.workdir / name,
                     private_key_path=self.workdir / "id_ed25519",
+                    host_netns=self.host_netns,
                 )
                 for i, name in enumerate(self._names)
             ]
             # The record exists before anything it describes, so debris is always attributable.
             self._write_registry()
-            run(["ip", "link", "add", self.bridge, "type", "bridge"])
-            run(["ip", "addr", "add", f"{self.host_address}/24", "dev", self.bridge])
-            run(["ip", "link", "set", self.bridge, "up"])
+            self._plumb_switch()
         run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", f"hyperscaler-test-{self.run_id}",
              "-f", str(self.private_key_path)])  # fmt: skip
         for node in self.nodes:
@@ -386,11 +434,30 @@ class Cluster:
                 os.chown(target, st.st_uid, st.st_gid)
                 target.chmod(st.st_mode & 0o7777)
 
+    def _plumb_switch(self) -> None:
+        host = self.host_netns
+        if self.switch_netns is None:  # legacy, tests only: the bridge itself is the host's interface
+            run(_ip(host, "link", "add", self.bridge, "type", "bridge"))
+            run(_ip(host, "addr", "add", f"{self.host_address}/24", "dev", self.bridge))
+            run(_ip(host, "link", "set", self.bridge, "up"))
+            return
+        assert self.uplink is not None
+        sw = self.switch_netns
+        run(["ip", "netns", "add", sw])
+        run(_ip(sw, "link", "set", "lo", "up"))
+        run(_ip(sw, "link", "add", self.bridge, "type", "bridge"))
+        run(_ip(sw, "link", "set", self.bridge, "up"))
+        run(_ip(host, "link", "add", self.uplink, "type", "veth", "peer", "name", UPLINK_PEER, "netns", sw))
+        run(_ip(sw, "link", "set", UPLINK_PEER, "master", self.bridge, "up"))
+        run(_ip(host, "addr", "add", f"{self.host_address}/24", "dev", self.uplink))
+        run(_ip(host, "link", "set", self.uplink, "up"))
+
     def _plumb_network(self, node: Node) -> None:
         ns = node.netns
+        where = self.bridge_netns
         run(["ip", "netns", "add", ns])
-        run(["ip", "link", "add", node.veth, "type", "veth", "peer", "name", "eth0", "netns", ns])
-        run(["ip", "link", "set", node.veth, "master", self.bridge, "up"])
+        run(_ip(where, "link", "add", node.veth, "type", "veth", "peer", "name", "eth0", "netns", ns))
+        run(_ip(where, "link", "set", node.veth, "master", self.bridge, "up"))
         run(["ip", "-n", ns, "addr", "add", f"{node.address}/24", "dev", "eth0"])
         run(["ip", "-n", ns, "link", "set", "eth0", "up"])
         run(["ip", "-n", ns, "link", "set", "lo", "up"])
@@ -471,8 +538,8 @@ exec chroot {merged} /usr/sbin/sshd -D -e -o ListenAddress={node.address} \\
                 if node.proc is not None and node.proc.poll() is not None:
                     raise HarnessError(f"node {node.name} died during boot:\n{_tail(node.log_path)}")
                 try:
-                    with socket.create_connection((node.address, 22), timeout=1):
-                        break
+                    _probe_tcp(node.address, 22, self.host_netns, timeout=1)
+                    break
                 except OSError:
                     if time.monotonic() > deadline:
                         raise HarnessError(
@@ -501,7 +568,7 @@ exec chroot {merged} /usr/sbin/sshd -D -e -o ListenAddress={node.address} \\
             if len(str(path)) > 100:  # unix socket path limit; stay with direct logins
                 continue
             argv = [
-                "setpriv", "--pdeathsig", "KILL",
+                "setpriv", "--pdeathsig", "KILL", *_enter(self.host_netns),
                 "ssh", *SSH_OPTIONS, "-i", str(self.private_key_path), "-M", "-N",
                 "-o", f"ControlPath={path}", "-o", "ControlPersist=no", f"root@{node.address}",
             ]  # fmt: skip
@@ -526,8 +593,11 @@ exec chroot {merged} /usr/sbin/sshd -D -e -o ListenAddress={node.address} \\
             "subnet": self.subnet,
             "bridge": self.bridge,
             "workdir": str(self.workdir),
-            "netns": [n.netns for n in self.nodes],
-            "links": [n.veth for n in self.nodes] + [self.bridge],
+            "host_netns": self.host_netns,
+            "switch_netns": self.switch_netns,
+            "netns": [n.netns for n in self.nodes] + ([self.switch_netns] if self.switch_netns else []),
+            # links in the host-side namespace (host_netns, or the host's own); the rest die with the switch
+            "links": self._host_side_links(),
             "inits": [[n.init_pid, n.init_start] for n in self.nodes if n.init_pid is not None],
         }
         tmp = self._registry.with_suffix(".tmp")
@@ -549,7 +619,8 @@ exec chroot {merged} /usr/sbin/sshd -D -e -o ListenAddress={node.address} \\
                 _stop_node(node)
             for node in self.nodes:
                 problems += _kill_netns_processes(node.netns)
-                run(["ip", "link", "del", node.veth], check=False)
+                if self.switch_netns is None:
+                    run(_ip(self.host_netns, "link", "del", node.veth), check=False)
                 run(["ip", "netns", "del", node.netns], check=False)
             # The nodes' mount namespaces are gone, so nothing holds the loop devices any more.
             for loops in self._loops.values():
@@ -557,7 +628,14 @@ exec chroot {merged} /usr/sbin/sshd -D -e -o ListenAddress={node.address} \\
                     if run(["losetup", "-d", loop], check=False).returncode != 0:
                         problems.append(f"loop device {loop} still attached")
             self._loops = {}
-            run(["ip", "link", "del", self.bridge], check=False)
+            if self.switch_netns is None:
+                run(_ip(self.host_netns, "link", "del", self.bridge), check=False)
+            else:
+                # Deleting one end of a veth deletes both, synchronously; the netns itself goes next.
+                if self.uplink is not None and _netns_present(self.host_netns):
+                    run(_ip(self.host_netns, "link", "del", self.uplink), check=False)
+                problems += _kill_netns_processes(self.switch_netns)
+                run(["ip", "netns", "del", self.switch_netns], check=False)
             if self.workdir != Path() and self.workdir.exists():
                 umount_all_under(self.workdir)
                 if mounts_under(self.workdir):
@@ -570,19 +648,25 @@ exec chroot {merged} /usr/sbin/sshd -D -e -o ListenAddress={node.address} \\
         if problems:
             raise HarnessError("teardown left debris (the next run will retry): " + "; ".join(problems))
 
+    def _host_side_links(self) -> list[str]:
+        """The links this run puts into the host-side namespace."""
+        if self.switch_netns is None:
+            return [n.veth for n in self.nodes] + [self.bridge]
+        return [self.uplink] if self.uplink is not None else []
+
     def _leftovers(self) -> list[str]:
         found = []
         names = _netns_names()
-        links = _link_names()
+        links = _link_names(self.host_netns) if _netns_present(self.host_netns) else set()
         for node in self.nodes:
             if node.netns in names:
                 found.append(f"netns {node.netns}")
-            if node.veth in links:
-                found.append(f"link {node.veth}")
             if node.init_pid is not None and proc_alive(node.init_pid, node.init_start):
                 found.append(f"process {node.init_pid}")
-        if self.bridge in links:
-            found.append(f"bridge {self.bridge}")
+        if self.switch_netns is not None and self.switch_netns in names:
+            found.append(f"netns {self.switch_netns}")
+        where = f" in netns {self.host_netns}" if self.host_netns else ""
+        found += [f"link {name}{where}" for name in self._host_side_links() if name in links]
         if self.workdir != Path() and self.workdir.exists():
             found.append(f"dir {self.workdir}")
         return found
@@ -664,8 +748,62 @@ def _netns_names() -> set[str]:
         return set()
 
 
-def _link_names() -> set[str]:
-    out = run(["ip", "-o", "link", "show"]).stdout
+def _netns_present(netns: str | None) -> bool:
+    """True for this process's own namespace (None) and for a named netns that still exists."""
+    return netns is None or Path("/run/netns", netns).exists()
+
+
+def _enter(netns: str | None) -> list[str]:
+    """argv prefix that runs a command in a named netns (nsenter, not `ip netns exec`: that remounts /sys)."""
+    return [] if netns is None else ["nsenter", f"--net=/run/netns/{netns}"]
+
+
+def _ip(netns: str | None, *args: str) -> list[str]:
+    """`ip` in a named netns (`ip -n` switches only the ip process itself), or in our own."""
+    return ["ip", *(["-n", netns] if netns is not None else []), *args]
+
+
+def _socket_in(netns: str | None) -> socket.socket:
+    """A TCP socket created inside a named netns; it stays there whatever thread uses it later.
+
+    setns(CLONE_NEWNET) applies to the calling thread only, so a short-lived thread does it and the
+    harness's own threads keep their namespace."""
+    if netns is None:
+        return socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    made: list[socket.socket] = []
+    failed: list[BaseException] = []
+
+    def make() -> None:
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            fd = os.open(f"/run/netns/{netns}", os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                if libc.setns(fd, CLONE_NEWNET) != 0:
+                    err = ctypes.get_errno()
+                    raise OSError(err, f"setns into netns {netns}: {os.strerror(err)}")
+            finally:
+                os.close(fd)
+            made.append(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
+        except BaseException as exc:
+            failed.append(exc)
+
+    worker = threading.Thread(target=make, name=f"netns-{netns}")
+    worker.start()
+    worker.join()
+    if failed:
+        raise failed[0]
+    return made[0]
+
+
+def _probe_tcp(address: str, port: int, netns: str | None, timeout: float) -> None:
+    """Connect once (from inside `netns` if given); raises OSError when nothing answers."""
+    with _socket_in(netns) as sock:
+        sock.settimeout(timeout)
+        sock.connect((address, port))
+
+
+def _link_names(netns: str | None = None) -> set[str]:
+    out = run(_ip(netns, "-o", "link", "show")).stdout
     # "7: hsciab12cdv0@if2: <...>" -> "hsciab12cdv0"
     return {line.split(":")[1].strip().split("@")[0] for line in out.splitlines() if ":" in line}
 
@@ -760,7 +898,7 @@ def _cleanup_stale_locked(prefix: str) -> list[str]:
         raise ValueError(f"bad prefix {prefix!r}")
     # Anchored on the exact shapes we create, so one prefix never matches another prefix's names.
     netns_or_dir = re.compile(rf"^{prefix}([0-9a-f]{{6}})-")
-    link = re.compile(rf"^{prefix}([0-9a-f]{{6}})(?:br|v\d+)$")
+    link = re.compile(rf"^{prefix}([0-9a-f]{{6}})(?:br|up|v\d+)$")
     removed: list[str] = []
     live: set[str] = set()
     stale_records = []
@@ -776,13 +914,28 @@ def _cleanup_stale_locked(prefix: str) -> list[str]:
         m = pattern.match(name)
         return m is not None and m.group(1) not in live
 
+    # Links a dead run left in a host_netns of its own choosing (the generic sweep below only sees ours).
+    for record in stale_records:
+        host_ns = record.get("host_netns")
+        if not host_ns or not _netns_present(str(host_ns)):
+            continue
+        try:
+            present = _link_names(str(host_ns))
+        except HarnessError:  # its owner deleted that namespace meanwhile, and the links with it
+            continue
+        for name in record.get("links") or []:
+            if name in present and is_stale(str(name), link):
+                run(_ip(str(host_ns), "link", "del", str(name)), check=False)
+                removed.append(f"link {name} in netns {host_ns}")
+    # Links first: deleting a veth end removes its peer at once, while a deleted netns is dismantled
+    # asynchronously (its veths would vanish from the host a moment later).
+    for name in sorted(n for n in _link_names() if is_stale(n, link)):
+        run(["ip", "link", "del", name], check=False)
+        removed.append(f"link {name}")
     for ns in sorted(n for n in _netns_names() if is_stale(n)):
         _kill_netns_processes(ns)
         run(["ip", "netns", "del", ns], check=False)
         removed.append(f"netns {ns}")
-    for name in sorted(n for n in _link_names() if is_stale(n, link)):
-        run(["ip", "link", "del", name], check=False)
-        removed.append(f"link {name}")
     dirs = {Path(str(r["workdir"])) for r in stale_records if r.get("workdir")}
     dirs |= {p for p in _default_tmp_root().glob(f"{prefix}*") if p.is_dir() and is_stale(p.name)}
     for d in sorted(dirs):
