@@ -19,3 +19,4 @@ cluster = HpcCluster(stack.spec.name, HpcClusterArgs(stack.spec, ssh_private_key
 pulumi.export("controller_address", cluster.controller_address)
 pulumi.export("nodes", cluster.summary)
 pulumi.export("canary", cluster.slurm.canary)
+pulumi.export("known_hosts", cluster.known_hosts)

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import pulumi
 import pulumi_libvirt as libvirt
 
 from components.hosts import ClusterHosts, ClusterHostsArgs
+from components.identity import token, with_aliases
 from components.images import ImageStore, ImageStoreArgs
 from components.network import ClusterNetwork, ClusterNetworkArgs
 from components.node import ComputeNode, Controller, DataDisk, Node, NodeArgs, StorageNode
+from components.remote import node_access
 from components.slurm import SlurmCluster, SlurmClusterArgs
 from config.models import ClusterSpec
 from config.topology import NodePlan, Role, plan_nodes
@@ -44,7 +47,7 @@ class HpcCluster(pulumi.ComponentResource):
     summary: dict[str, Any]
 
     def __init__(self, name: str, args: HpcClusterArgs, opts: pulumi.ResourceOptions | None = None) -> None:
-        super().__init__("hyperscaler:hpc:HpcCluster", name, None, opts)
+        super().__init__(token("HpcCluster"), name, None, with_aliases("HpcCluster", opts))
         spec = args.spec
         plans = plan_nodes(spec)
         tunings = plan_placement(spec)  # pinning, NUMA and hugepages need every VM of a host at once
@@ -80,7 +83,7 @@ class HpcCluster(pulumi.ComponentResource):
                 base_volume_id=stores[node_host.name].base_volume_ids[plan.image],
                 management_network_id=networks[node_host.name].management_id,
                 interconnect_network_id=networks[node_host.name].interconnect_id,
-                user_data=render_user_data(spec, plan),
+                user_data=partial(render_user_data, spec, plan),
                 meta_data=render_meta_data(spec, plan),
                 network_config=render_network_config(spec, plan),
                 domain_xslt=render_domain_xslt(tunings[plan.name]),
@@ -94,14 +97,13 @@ class HpcCluster(pulumi.ComponentResource):
                 pulumi.ResourceOptions(parent=self, providers={"libvirt": providers[node_host.name]}),
             )
 
+        access = {plan.name: node_access(spec, plan, self.nodes[plan.name], args.ssh_private_key) for plan in plans}
         self.hosts = ClusterHosts(
-            f"{name}-hosts",
-            ClusterHostsArgs(spec, plans, dict(self.nodes), args.ssh_private_key),
-            pulumi.ResourceOptions(parent=self),
+            f"{name}-hosts", ClusterHostsArgs(spec, plans, access), pulumi.ResourceOptions(parent=self)
         )
         self.slurm = SlurmCluster(
             f"{name}-slurm",
-            SlurmClusterArgs(spec, plans, dict(self.nodes), dict(self.hosts.files), args.ssh_private_key),
+            SlurmClusterArgs(spec, plans, access, dict(self.hosts.files)),
             pulumi.ResourceOptions(parent=self),
         )
 
@@ -116,6 +118,15 @@ class HpcCluster(pulumi.ComponentResource):
             for plan in plans
         }
         self.controller_address = next(p.mgmt_ip for p in plans if p.role is Role.CONTROLLER)
+        # known_hosts lines for every node: `pulumi stack output known_hosts >> ~/.ssh/known_hosts`.
+        self.known_hosts = pulumi.Output.all(*(self.nodes[p.name].host_key for p in plans)).apply(
+            lambda keys: "".join(f"{p.name},{p.mgmt_ip} {key}\n" for p, key in zip(plans, keys, strict=True))
+        )
         self.register_outputs(
-            {"nodes": self.summary, "controller_address": self.controller_address, "canary": self.slurm.canary}
+            {
+                "nodes": self.summary,
+                "controller_address": self.controller_address,
+                "canary": self.slurm.canary,
+                "known_hosts": self.known_hosts,
+            }
         )

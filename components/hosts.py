@@ -7,10 +7,10 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_command.remote as remote
 
-from components.remote import node_connection, push_file
+from components.identity import token, with_aliases
+from components.remote import NodeAccess, push_file
 from config.models import ClusterSpec
 from config.topology import NodePlan
-from render.access import ssh_route
 from render.cloudinit import render_hosts_file
 from render.common import RenderedFile
 
@@ -19,22 +19,16 @@ from render.common import RenderedFile
 class ClusterHostsArgs:
     spec: ClusterSpec
     nodes: list[NodePlan]
-    vms: dict[str, pulumi.Resource]  # node name -> its VM component
-    ssh_private_key: pulumi.Input[str] | None = None
+    access: dict[str, NodeAccess]  # node name -> how Commands reach it
 
 
 class ClusterHosts(pulumi.ComponentResource):
     files: dict[str, remote.Command]  # node name -> the command that writes its /etc/hosts
 
     def __init__(self, name: str, args: ClusterHostsArgs, opts: pulumi.ResourceOptions | None = None) -> None:
-        super().__init__("hyperscaler:hpc:ClusterHosts", name, None, opts)
+        super().__init__(token("ClusterHosts"), name, None, with_aliases("ClusterHosts", opts))
         hosts = RenderedFile("/etc/hosts", render_hosts_file(args.spec, args.nodes))
         self.files = {}
         for node in args.nodes:
-            connection = node_connection(
-                ssh_route(args.spec, node), args.ssh_private_key, args.spec.ssh.connect_timeout_s
-            )
-            self.files[node.name] = push_file(
-                f"{name}-{node.name}", hosts, connection, args.spec.ssh.user, self, depends_on=[args.vms[node.name]]
-            )
+            self.files[node.name] = push_file(f"{name}-{node.name}", hosts, args.access[node.name], self)
         self.register_outputs({})

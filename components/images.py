@@ -7,6 +7,8 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_libvirt as libvirt
 
+from components.identity import token, with_aliases
+from components.provider_facts import fixed_name_options
 from config.models import BaseImage, StoragePool
 
 
@@ -21,14 +23,15 @@ class ImageStore(pulumi.ComponentResource):
     base_volume_ids: dict[str, pulumi.Output[str]]
 
     def __init__(self, name: str, args: ImageStoreArgs, opts: pulumi.ResourceOptions | None = None) -> None:
-        super().__init__("hyperscaler:hpc:ImageStore", name, None, opts)
+        super().__init__(token("ImageStore"), name, None, with_aliases("ImageStore", opts))
         pool = libvirt.Pool(
             f"{name}-pool",
             name=args.pool.name,
             type="dir",
             target=libvirt.PoolTargetArgs(path=args.pool.path),
-            # The pool holds protected data volumes: never delete it with the stack.
-            opts=pulumi.ResourceOptions(parent=self, retain_on_delete=True),
+            # The pool holds the data volumes: never deleted with the stack, and never replaced (a changed
+            # name or path is refused by protect until an admin moves the data on purpose).
+            opts=pulumi.ResourceOptions(parent=self, retain_on_delete=True, protect=True),
         )
         self.pool_name = pool.name
         self.base_volume_ids = {}
@@ -39,7 +42,7 @@ class ImageStore(pulumi.ComponentResource):
                 pool=pool.name,
                 source=image.source,
                 format=image.format,
-                opts=pulumi.ResourceOptions(parent=self),
+                opts=fixed_name_options("libvirt:index/volume:Volume", self),
             )
             self.base_volume_ids[image_name] = volume.id
         self.register_outputs({"pool_name": self.pool_name, "base_volume_ids": self.base_volume_ids})

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_libvirt as libvirt
 
+from components.identity import token, with_aliases
+from components.provider_facts import fixed_name_options
 from config.models import Networks
 from render.network_xslt import render_network_xslt
 
@@ -22,8 +24,8 @@ class ClusterNetwork(pulumi.ComponentResource):
     interconnect_id: pulumi.Output[str]
 
     def __init__(self, name: str, args: ClusterNetworkArgs, opts: pulumi.ResourceOptions | None = None) -> None:
-        super().__init__("hyperscaler:hpc:ClusterNetwork", name, None, opts)
-        child = pulumi.ResourceOptions(parent=self)
+        super().__init__(token("ClusterNetwork"), name, None, with_aliases("ClusterNetwork", opts))
+        child = fixed_name_options("libvirt:index/network:Network", self)
         mgmt, ic = args.networks.management, args.networks.interconnect
 
         if mgmt.mode == "bridge":

@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import pulumi
 import pulumi_libvirt as libvirt
+import pulumi_random as random
 
+from components.identity import token, with_aliases
+from components.provider_facts import fixed_name_options
 from config.models import DirectBoot, Firmware
 from config.topology import NodePlan
+from render.hostkeys import SEED_BYTES, HostKey, host_key_from_base64
 
 GIB = 1024**3
+DOMAIN = "libvirt:index/domain:Domain"
+VOLUME = "libvirt:index/volume:Volume"
+CLOUDINIT = "libvirt:index/cloudInitDisk:CloudInitDisk"
 
 
 @dataclass(frozen=True)
@@ -31,7 +39,7 @@ class NodeArgs:
     base_volume_id: pulumi.Input[str]
     management_network_id: pulumi.Input[str]
     interconnect_network_id: pulumi.Input[str]
-    user_data: str
+    user_data: Callable[[HostKey], str]  # rendered inside an apply once the host key exists
     meta_data: str
     network_config: str
     domain_xslt: str
@@ -61,19 +69,35 @@ def boot_args(domain_name: str, firmware: Firmware, direct: DirectBoot | None) -
     return Boot(kernel=direct.kernel, initrd=direct.initrd, cmdlines=cmdlines)
 
 
-class Node(pulumi.ComponentResource):
-    """A VM. Subclasses only name the role; everything a VM needs is in NodeArgs."""
+def as_secret(value: pulumi.Input[str]) -> pulumi.Output[str]:
+    """Output.secret, typed as it behaves (the SDK's annotation loses the value's type). Random bytes and
+    passwords are secret in the real provider's state; this keeps them secret under mocks too."""
+    return pulumi.Output.secret(value)
 
-    TYPE = "hyperscaler:hpc:Node"
+
+class Node(pulumi.ComponentResource):
+    """A VM. Subclasses only name the role; everything a VM needs is in NodeArgs.
+
+    Its name-bearing children (root volume, cloud-init disk, domain) are deleted before they are
+    replaced: libvirt refuses a second domain or volume of the same name, so create-before-delete would
+    fail half-way. Commands on the node carry the domain id in their triggers (components/remote.py), so a
+    replaced VM is drained first and configured again from scratch."""
+
+    KIND = "Node"
 
     domain_id: pulumi.Output[str]
+    host_key: pulumi.Output[str]  # the VM's SSH host public key, "ssh-ed25519 AAAA..."
     management_address: str
     hostname: str
 
     def __init__(self, name: str, args: NodeArgs, opts: pulumi.ResourceOptions | None = None) -> None:
-        super().__init__(self.TYPE, name, None, opts)
+        super().__init__(token(self.KIND), name, None, with_aliases(self.KIND, opts))
         child = pulumi.ResourceOptions(parent=self)
         plan = args.plan
+
+        # Generated once and kept in state (secret): the VM keeps its host key when it is replaced.
+        seed = random.RandomBytes(f"{name}-host-key", length=SEED_BYTES, opts=child)
+        host_key = as_secret(seed.base64).apply(lambda b: host_key_from_base64(b, f"root@{plan.name}"))
 
         root = libvirt.Volume(
             f"{name}-disk",
@@ -82,16 +106,16 @@ class Node(pulumi.ComponentResource):
             base_volume_id=args.base_volume_id,
             size=plan.disk_gib * GIB,
             format="qcow2",
-            opts=child,
+            opts=fixed_name_options(VOLUME, self),
         )
         cloudinit = libvirt.CloudInitDisk(
             f"{name}-cloudinit",
             name=f"{args.domain_name}-cloudinit.iso",
             pool=args.pool_name,
-            user_data=args.user_data,
+            user_data=host_key.apply(args.user_data),
             meta_data=args.meta_data,
             network_config=args.network_config,
-            opts=child,
+            opts=fixed_name_options(CLOUDINIT, self),
         )
         data = [
             libvirt.Volume(
@@ -142,22 +166,26 @@ class Node(pulumi.ComponentResource):
             autostart=True,
             running=True,
             xml=libvirt.DomainXmlArgs(xslt=args.domain_xslt),
-            opts=child,
+            opts=fixed_name_options(DOMAIN, self),
         )
 
         self.hostname = plan.name
         self.management_address = plan.mgmt_ip
         self.domain_id = domain.id
-        self.register_outputs({"domain_id": self.domain_id, "management_address": self.management_address})
+        # A public key is no secret: unwrapped so it can be shown in outputs and known_hosts.
+        self.host_key = pulumi.Output.unsecret(host_key.apply(lambda k: k.public_key))
+        self.register_outputs(
+            {"domain_id": self.domain_id, "management_address": self.management_address, "host_key": self.host_key}
+        )
 
 
 class Controller(Node):
-    TYPE = "hyperscaler:hpc:Controller"
+    KIND = "Controller"
 
 
 class ComputeNode(Node):
-    TYPE = "hyperscaler:hpc:ComputeNode"
+    KIND = "ComputeNode"
 
 
 class StorageNode(Node):
-    TYPE = "hyperscaler:hpc:StorageNode"
+    KIND = "StorageNode"

@@ -8,11 +8,15 @@ re-runs only the SLURM steps.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import pulumi
 import pulumi_command.remote as remote
 
-from render.access import SshRoute
+from components.node import Node
+from config.models import ClusterSpec
+from config.topology import NodePlan
+from render.access import SshRoute, ssh_route
 from render.common import RenderedFile, content_hash
 from render.remote import install_command, run_command
 
@@ -25,9 +29,19 @@ def dial_error_limit(timeout_s: int) -> int:
     return 10 + max(0, timeout_s - 12) // 5
 
 
-def node_connection(route: SshRoute, private_key: pulumi.Input[str] | None, timeout_s: int) -> remote.ConnectionArgs:
+def node_connection(
+    route: SshRoute,
+    private_key: pulumi.Input[str] | None,
+    timeout_s: int,
+    host_key: pulumi.Input[str],
+) -> remote.ConnectionArgs:
+    """The SSH connection to a node, with its host key pinned (and the jump host's, when there is one):
+    pulumi-command refuses a server that presents any other key, so nothing is sent to an impostor."""
     proxy = None
     if route.jump:
+        if not route.jump_host_key:
+            # config.checks.host_definitions refuses such a stack before anything is declared
+            raise ValueError(f"no host key for the jump host {route.jump}")
         user, _, host = route.jump.rpartition("@")
         hostname, _, port = host.partition(":")
         proxy = remote.ProxyConnectionArgs(
@@ -36,6 +50,7 @@ def node_connection(route: SshRoute, private_key: pulumi.Input[str] | None, time
             port=float(port or 22),
             private_key=private_key,
             per_dial_timeout=PER_DIAL_TIMEOUT_S,
+            host_key=route.jump_host_key,
         )
     return remote.ConnectionArgs(
         host=route.host,
@@ -44,14 +59,34 @@ def node_connection(route: SshRoute, private_key: pulumi.Input[str] | None, time
         per_dial_timeout=PER_DIAL_TIMEOUT_S,
         dial_error_limit=dial_error_limit(timeout_s),
         proxy=proxy,
+        host_key=host_key,
     )
+
+
+@dataclass(frozen=True)
+class NodeAccess:
+    """How Commands reach one node, and what makes them run again.
+
+    `instance` is the VM's domain id: it goes into every Command's triggers, so a replaced VM (a new
+    domain) gets every file and step again, and with delete-before-replace the engine deletes the node's
+    Commands, the drain among them, before the old domain."""
+
+    name: str
+    user: str
+    connection: remote.ConnectionArgs
+    instance: pulumi.Output[str]
+    vm: Node
+
+
+def node_access(spec: ClusterSpec, node: NodePlan, vm: Node, private_key: pulumi.Input[str] | None) -> NodeAccess:
+    connection = node_connection(ssh_route(spec, node), private_key, spec.ssh.connect_timeout_s, vm.host_key)
+    return NodeAccess(node.name, spec.ssh.user, connection, vm.domain_id, vm)
 
 
 def push_file(
     name: str,
     file: RenderedFile,
-    connection: remote.ConnectionArgs,
-    user: str,
+    node: NodeAccess,
     parent: pulumi.Resource,
     content: pulumi.Input[str] | None = None,
     depends_on: Sequence[pulumi.Resource] = (),
@@ -67,13 +102,13 @@ def push_file(
         trigger = pulumi.Output.secret(hashed) if file.secret else hashed
     return remote.Command(
         name,
-        connection=connection,
-        create=install_command(file, user, base64=base64),
+        connection=node.connection,
+        create=install_command(file, node.user, base64=base64),
         stdin=body,
-        triggers=[trigger],
+        triggers=[trigger, node.instance],
         # No delete: a replacement is created before the old one is deleted, and must not remove the new file.
         logging=remote.Logging.STDERR,
-        opts=pulumi.ResourceOptions(parent=parent, depends_on=list(depends_on)),
+        opts=pulumi.ResourceOptions(parent=parent, depends_on=[node.vm, *depends_on]),
     )
 
 
@@ -81,16 +116,19 @@ def run_script(
     name: str,
     script_path: str,
     triggers: Sequence[pulumi.Input[str]],
-    connection: remote.ConnectionArgs,
-    user: str,
+    node: NodeAccess,
     parent: pulumi.Resource,
     depends_on: Sequence[pulumi.Resource],
     args: tuple[str, ...] = (),
+    delete_args: tuple[str, ...] | None = None,
 ) -> remote.Command:
+    """Run a pushed script; with `delete_args`, the same script runs with them when the Command is deleted."""
+    delete = run_command(script_path, node.user, delete_args) if delete_args is not None else None
     return remote.Command(
         name,
-        connection=connection,
-        create=run_command(script_path, user, args),
-        triggers=list(triggers),
-        opts=pulumi.ResourceOptions(parent=parent, depends_on=list(depends_on)),
+        connection=node.connection,
+        create=run_command(script_path, node.user, args),
+        delete=delete,
+        triggers=[*triggers, node.instance],
+        opts=pulumi.ResourceOptions(parent=parent, depends_on=[node.vm, *depends_on]),
     )

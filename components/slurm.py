@@ -9,13 +9,13 @@ import pulumi
 import pulumi_command.remote as remote
 import pulumi_random as random
 
-from components.remote import node_connection, push_file, run_script
+from components.identity import token, with_aliases
+from components.node import as_secret
+from components.remote import NodeAccess, push_file, run_script
 from config.models import ClusterSpec
-from config.topology import NodePlan, Role
-from render.access import ssh_route
+from config.topology import NodePlan
 from render.common import RenderedFile, content_hash
-from render.remote import LIBEXEC
-from render.slurm import render_slurmdbd_conf
+from render.slurm import controller, render_slurmdbd_conf
 from render.slurm_deploy import MUNGE_KEY, MUNGE_KEY_BYTES, SLURMDBD_CONF, ordered_steps, slurm_plan
 
 
@@ -23,18 +23,16 @@ from render.slurm_deploy import MUNGE_KEY, MUNGE_KEY_BYTES, SLURMDBD_CONF, order
 class SlurmClusterArgs:
     spec: ClusterSpec
     nodes: list[NodePlan]
-    vms: dict[str, pulumi.Resource]  # node name -> its VM component: steps wait for the VM to exist
+    access: dict[str, NodeAccess]  # node name -> how Commands reach it (connection, VM identity)
     hosts_files: dict[str, pulumi.Resource]  # node name -> its /etc/hosts push: SLURM needs every peer to resolve
-    ssh_private_key: pulumi.Input[str] | None = None
 
 
 class SlurmCluster(pulumi.ComponentResource):
     canary: pulumi.Output[object] | None
 
     def __init__(self, name: str, args: SlurmClusterArgs, opts: pulumi.ResourceOptions | None = None) -> None:
-        super().__init__("hyperscaler:hpc:SlurmCluster", name, None, opts)
+        super().__init__(token("SlurmCluster"), name, None, with_aliases("SlurmCluster", opts))
         spec, nodes = args.spec, args.nodes
-        user = spec.ssh.user
         child = pulumi.ResourceOptions(parent=self)
 
         # Created once and kept in state: the same key on every node, stable across runs.
@@ -45,35 +43,23 @@ class SlurmCluster(pulumi.ComponentResource):
         steps: dict[str, remote.Command] = {}  # "node:step" -> command
         files: dict[str, dict[str, remote.Command]] = {}
         hashes: dict[str, dict[str, pulumi.Input[str]]] = {}
-        connections: dict[str, remote.ConnectionArgs] = {}
+        munge_file = RenderedFile(MUNGE_KEY, "", "0400", "munge:munge", True, dir_mode="0700", dir_owner="munge:munge")
         secret_files = {
-            MUNGE_KEY: (
-                RenderedFile(
-                    MUNGE_KEY,
-                    "",
-                    mode="0400",
-                    owner="munge:munge",
-                    secret=True,
-                    dir_mode="0700",
-                    dir_owner="munge:munge",
-                ),
-                munge_key.base64,
-            ),
+            MUNGE_KEY: (munge_file, as_secret(munge_key.base64)),
             SLURMDBD_CONF: (
                 RenderedFile(SLURMDBD_CONF, "", mode="0600", owner="slurm:slurm", secret=True),
-                db_password.result.apply(lambda pw: render_slurmdbd_conf(spec, nodes, pw)),
+                as_secret(db_password.result).apply(lambda pw: render_slurmdbd_conf(spec, nodes, pw)),
             ),
         }
 
         for node_slurm in plan:
             node = node_slurm.node.name
-            ready = [args.vms[node], args.hosts_files[node]]
-            conn = node_connection(ssh_route(spec, node_slurm.node), args.ssh_private_key, spec.ssh.connect_timeout_s)
-            connections[node] = conn
+            access = args.access[node]
+            ready = [args.hosts_files[node]]
             files[node], hashes[node] = {}, {}
             for file in node_slurm.files:
                 slug = file.path.strip("/").replace("/", "-").replace(".", "-")
-                files[node][file.path] = push_file(f"{name}-{node}-{slug}", file, conn, user, self, depends_on=ready)
+                files[node][file.path] = push_file(f"{name}-{node}-{slug}", file, access, self, depends_on=ready)
                 hashes[node][file.path] = content_hash(file.content)
             for path in node_slurm.secret_paths:
                 template, value = secret_files[path]
@@ -81,8 +67,7 @@ class SlurmCluster(pulumi.ComponentResource):
                 files[node][path] = push_file(
                     f"{name}-{node}-{slug}",
                     template,
-                    conn,
-                    user,
+                    access,
                     self,
                     content=value,
                     depends_on=ready,
@@ -94,37 +79,23 @@ class SlurmCluster(pulumi.ComponentResource):
             node = step.node
             after = [steps[key] for key in step.requires]
             applied = [files[node][p] for p in (*step.applies, *step.needs)]
+            about = args.access[step.instance_of] if step.instance_of else None
             steps[step.key] = run_script(
                 f"{name}-{node}-{step.name}",
                 step.script.path,
-                triggers=[content_hash(step.script.content), *(hashes[node][p] for p in step.applies)],
-                connection=connections[node],
-                user=user,
+                triggers=[
+                    content_hash(step.script.content),
+                    *(hashes[node][p] for p in step.applies),
+                    *([about.instance] if about else []),
+                ],
+                node=args.access[node],
                 parent=self,
-                depends_on=[files[node][step.script.path], *applied, *after],
+                depends_on=[files[node][step.script.path], *applied, *after, *([about.vm] if about else [])],
                 args=step.args,
+                delete_args=step.delete_args,
             )
 
-        # Removing a compute node: its drain command is deleted first (it depends on the VM), so SLURM
-        # drains the node and waits for its jobs before the VM goes away.
-        ctl = next(n for n in nodes if n.role is Role.CONTROLLER)
-        for compute in (n for n in nodes if n.role is Role.COMPUTE):
-            remote.Command(
-                f"{name}-{compute.name}-drain",
-                connection=connections[ctl.name],
-                create=f"true  # drains {compute.name} when it leaves the stack",
-                delete=f"{'' if user == 'root' else 'sudo -n '}{LIBEXEC}/drain.sh {compute.name}",
-                opts=pulumi.ResourceOptions(
-                    parent=self,
-                    depends_on=[
-                        args.vms[compute.name],
-                        steps[f"{ctl.name}:slurmctld"],
-                        files[ctl.name][f"{LIBEXEC}/drain.sh"],
-                    ],
-                ),
-            )
-
-        canary = steps.get(f"{ctl.name}:canary")
+        canary = steps.get(f"{controller(nodes).name}:canary")
         self.canary = canary.stdout.apply(_parse_canary) if canary is not None else None
         self.register_outputs({"canary": self.canary})
 

@@ -12,43 +12,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from components.provider_facts import for_type
 from config.impact import Impact, field_impacts
 from config.load import build_spec, read_stack_file
 from config.models import ClusterSpec
 from hyperscaler.mocks import Registration
 from hyperscaler.plan import run_plan
-
-# Inputs whose change replaces the resource (the providers' schemas mark them replace-on-change).
-REPLACE_ON_CHANGE: dict[str, set[str] | None] = {  # None: every input
-    "libvirt:index/domain:Domain": {
-        "vcpu",
-        "memory",
-        "cpu",
-        "firmware",
-        "nvram",
-        "disks",
-        "filesystems",
-        "graphics",
-        "name",
-        "type",
-        "description",
-        "cmdlines",
-        "coreosIgnition",
-        "fwCfgName",
-        "xml",
-        "kernel",
-        "initrd",
-        "machine",
-        "arch",
-    },
-    "libvirt:index/network:Network": {"addresses", "bridge", "dhcp", "domain", "mode", "name", "routes", "xml"},
-    "libvirt:index/volume:Volume": None,
-    "libvirt:index/cloudInitDisk:CloudInitDisk": None,
-    "libvirt:index/pool:Pool": None,
-    "command:remote:Command": {"triggers"},
-    "random:index/randomBytes:RandomBytes": None,
-    "random:index/randomPassword:RandomPassword": None,
-}
 
 
 @dataclass(frozen=True)
@@ -66,6 +35,7 @@ class ResourceChange:
     name: str
     keys: tuple[str, ...]
     protected: bool = False
+    not_applied: tuple[str, ...] = ()  # changed inputs the provider accepts but never applies to the object
 
 
 def flatten(value: Any, prefix: str = "") -> dict[str, Any]:
@@ -137,11 +107,11 @@ def resource_changes(before: list[Registration], after: list[Registration]) -> l
             a, b = old[urn].plain_inputs, new[urn].plain_inputs
             keys = tuple(sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k)))
             if keys:
-                replace_keys = REPLACE_ON_CHANGE.get(rec.type, set())
-                replaced = replace_keys is None or bool(set(keys) & replace_keys)
-                changes.append(
-                    ResourceChange("replace" if replaced else "update", rec.type, rec.name, keys, old[urn].protect)
-                )
+                facts = for_type(rec.type)
+                replaced = facts is None or any(facts.replaced_by(k, a.get(k), b.get(k)) for k in keys)
+                ignored = () if replaced or facts is None else tuple(k for k in keys if not facts.applies(k))
+                action = "replace" if replaced else "update"
+                changes.append(ResourceChange(action, rec.type, rec.name, keys, old[urn].protect, ignored))
     return changes
 
 
@@ -179,6 +149,8 @@ def diff_report(old_file: Path, new_file: Path) -> tuple[str, Impact | None]:
         lines.append("  none change")
     for r in resources:
         note = "  (protected: Pulumi will refuse)" if r.protected and r.action in ("replace", "delete") else ""
+        if r.not_applied:
+            note += f"  (the provider accepts {', '.join(r.not_applied)} but does not apply it to the running object)"
         keys = f" [{', '.join(r.keys)}]" if r.keys else ""
         lines.append(f"  {r.action:8} {r.type}  {r.name}{keys}{note}")
     counts: dict[str, int] = {}

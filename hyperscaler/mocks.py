@@ -67,7 +67,10 @@ class Registration:
     provider: str
     protect: bool
     retain_on_delete: bool
+    delete_before_replace: bool
     depends_on: list[str]
+    property_dependencies: dict[str, list[str]]  # input -> URNs its value came from (what the engine diffs)
+    aliases: list[str]  # type tokens and names this resource was known by before (components/identity.py)
     additional_secret_outputs: list[str]
     replace_on_changes: list[str]
     inputs: dict[str, Any]  # raw: secrets still wrapped, so tests can assert secrecy
@@ -89,6 +92,7 @@ class Registration:
             "provider": self.provider or None,
             "protect": self.protect,
             "retain_on_delete": self.retain_on_delete,
+            "delete_before_replace": self.delete_before_replace,
             "depends_on": sorted(self.depends_on),
             "inputs": self.masked_inputs,
         }
@@ -170,7 +174,10 @@ class RecordingMonitor(MockMonitor):
                     provider=request.provider,
                     protect=bool(request.protect),
                     retain_on_delete=bool(request.retainOnDelete),
+                    delete_before_replace=bool(request.deleteBeforeReplace),
                     depends_on=list(request.dependencies),
+                    property_dependencies={k: list(v.urns) for k, v in request.propertyDependencies.items()},
+                    aliases=[str(a.spec.type or a.spec.name or a.urn) for a in request.aliases],
                     additional_secret_outputs=list(request.additionalSecretOutputs),
                     replace_on_changes=list(request.replaceOnChanges),
                     inputs=rpc.deserialize_properties(request.object),

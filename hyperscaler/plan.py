@@ -98,7 +98,7 @@ def collect_files(records: list[Registration], addresses: dict[str, str]) -> dic
             continue
         if rec.type == "libvirt:index/cloudInitDisk:CloudInitDisk":
             inputs = rec.plain_inputs
-            user_data = inputs.get("userData", "")
+            user_data = redact_user_data(inputs.get("userData", ""))
             doc = yaml.safe_load(user_data) or {}
             node = files.setdefault(str(doc.get("hostname", rec.name)), {})
             seed = "/var/lib/cloud/seed/nocloud"
@@ -108,6 +108,23 @@ def collect_files(records: list[Registration], addresses: dict[str, str]) -> dic
             for entry in doc.get("write_files", []):
                 node[entry["path"]] = entry.get("content", "")
     return files
+
+
+def redact_user_data(user_data: str) -> str:
+    """user-data as the plan shows it: the host's private key masked (the whole document is a secret in
+    the stack because of it; everything else in it is worth reviewing)."""
+    lines = []
+    skipping = False
+    for line in user_data.splitlines(keepends=True):
+        if skipping and line.startswith("    "):
+            continue
+        skipping = False
+        if line.lstrip().startswith(("ed25519_private:", "rsa_private:", "ecdsa_private:")):
+            lines.append(line.split(":", 1)[0] + f": {SECRET_MASK}\n")
+            skipping = True
+            continue
+        lines.append(line)
+    return "".join(lines)
 
 
 def write_plan(result: PlanResult, out_dir: Path) -> None:

@@ -13,6 +13,7 @@ class SshRoute:
     host: str
     user: str
     jump: str | None = None  # user@host of the hypervisor, when the node sits behind its NAT
+    jump_host_key: str | None = None  # the hypervisor's SSH host key (hosts[].ssh_host_key)
 
     @property
     def command(self) -> str:
@@ -22,5 +23,6 @@ class SshRoute:
 
 def ssh_route(spec: ClusterSpec, node: NodePlan) -> SshRoute:
     host = spec.host(node.host)
-    jump = host.ssh_login if host is not None and spec.needs_jump_host(host) else None
-    return SshRoute(host=node.mgmt_ip, user=spec.ssh.user, jump=jump)
+    if host is None or not spec.needs_jump_host(host):
+        return SshRoute(host=node.mgmt_ip, user=spec.ssh.user)
+    return SshRoute(host=node.mgmt_ip, user=spec.ssh.user, jump=host.ssh_login, jump_host_key=host.ssh_host_key)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from config.models import ClusterSpec
 from config.topology import NodePlan
 from render.common import dump_yaml
+from render.hostkeys import HostKey
 
 MGMT_IFACE = "mgmt0"
 IC_IFACE = "hpc0"
@@ -37,7 +38,8 @@ def _first_boot_hosts(spec: ClusterSpec, node: NodePlan) -> str:
     return "\n".join([*_LOCALHOST, f"{node.mgmt_ip}\t{node.name}.{domain}\t{node.name}"]) + "\n"
 
 
-def render_user_data(spec: ClusterSpec, node: NodePlan) -> str:
+def render_user_data(spec: ClusterSpec, node: NodePlan, host_key: HostKey) -> str:
+    """Call inside Output.apply: the host key is a secret, and so is the result."""
     ssh = spec.ssh
     if ssh.user == "root":
         users: list[object] = [{"name": "root", "lock_passwd": True, "ssh_authorized_keys": list(ssh.public_keys)}]
@@ -59,6 +61,11 @@ def render_user_data(spec: ClusterSpec, node: NodePlan) -> str:
         "manage_etc_hosts": False,
         "ssh_pwauth": False,
         "disable_root": ssh.user != "root",
+        # The node's one host key, which every connection pins: the image's keys are deleted and no
+        # other type is generated, so an SSH client cannot be offered a key it was not told about.
+        "ssh_deletekeys": True,
+        "ssh_genkeytypes": ["ed25519"],  # cloud-init 22.4 refuses []; with ssh_keys given it generates none
+        "ssh_keys": {"ed25519_private": host_key.private_openssh, "ed25519_public": host_key.public_openssh},
         "users": users,
         "timezone": "UTC",
         "ntp": {"enabled": True},  # munge rejects credentials from nodes whose clocks drift

@@ -50,6 +50,8 @@ class Step:
     needs: tuple[str, ...] = ()  # files that must exist first but whose change the step does not act on
     after: tuple[str, ...] = ()  # names of earlier steps (on this node unless "node:step")
     args: tuple[str, ...] = ()
+    delete_args: tuple[str, ...] | None = None  # run the script again with these when the step is deleted
+    instance_of: str | None = None  # another node whose VM this step is about: its replacement re-runs it
 
     @property
     def key(self) -> str:
@@ -170,7 +172,8 @@ def slurm_plan(spec: ClusterSpec, nodes: list[NodePlan]) -> list[NodeSlurm]:
             after=tuple(slurmctld_after),
         )
     )
-    ctl_files.append(render_script("drain", drain, includes=("lib.sh", "slurm-lib.sh")))
+    membership = render_script("membership", drain, includes=("lib.sh", "slurm-lib.sh"))
+    ctl_files.append(membership)
     # After every slurmd: reconfigure re-reads slurm.conf everywhere, then the canary proves it.
     slurmd_steps = tuple(f"{n.name}:slurmd" for n in computes)
     ctl_steps.append(
@@ -182,6 +185,22 @@ def slurm_plan(spec: ClusterSpec, nodes: list[NodePlan]) -> list[NodeSlurm]:
             after=("slurmctld", *slurmd_steps),
         )
     )
+    # One step per compute node: created when the node has joined (it returns a node this program drained
+    # to service), deleted before the node's VM goes or is replaced (it drains the node and waits for its
+    # jobs). It carries the node's VM identity, so replacing that VM deletes it first.
+    member_steps = []
+    for node in computes:
+        member = Step(
+            ctl.name,
+            f"member-{node.name}",
+            membership,
+            args=("join", node.name),
+            delete_args=("leave", node.name),
+            after=("slurmctld", f"{node.name}:slurmd"),
+            instance_of=node.name,
+        )
+        ctl_steps.append(member)
+        member_steps.append(member.name)
     if spec.slurm.canary and computes:
         ctl_steps.append(
             Step(
@@ -197,7 +216,7 @@ def slurm_plan(spec: ClusterSpec, nodes: list[NodePlan]) -> list[NodeSlurm]:
                     },
                 ),
                 applies=conf_paths,
-                after=("reconfigure",),
+                after=("reconfigure", *member_steps),
             )
         )
     for step in ctl_steps:

@@ -6,6 +6,7 @@ from collections import Counter
 
 import pulumi
 import pytest
+import yaml
 
 from components.cluster import HpcCluster, HpcClusterArgs
 from config.models import ClusterSpec
@@ -13,6 +14,7 @@ from config.topology import Role, plan_nodes
 from hyperscaler.mocks import RecordingMonitor, Registration, contains_secret
 from tests.stacks import STACKS, loaded
 
+CLOUDINIT = "libvirt:index/cloudInitDisk:CloudInitDisk"
 PRIVATE_KEY = (
     "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAA-test-only\n-----END OPENSSH PRIVATE KEY-----"
 )
@@ -167,3 +169,73 @@ def test_direct_kernel_boot_replaces_uefi(monitor: RecordingMonitor) -> None:
     assert domain["type"] == "qemu" and domain["kernel"] == "/srv/vmlinuz" and domain["initrd"] == "/srv/initrd.img"
     assert domain["cmdlines"] == [{"root": "/dev/vda"}, {"_": "rw"}, {"console": "ttyS0"}, {"_": "quiet"}]
     assert "firmware" not in domain and "nvram" not in domain
+
+
+def test_every_connection_pins_the_nodes_host_key(monitor: RecordingMonitor) -> None:
+    spec = loaded("dev").spec
+    records = build(monitor, spec)
+    user_data = {
+        yaml.safe_load(r.plain_inputs["userData"])["hostname"]: yaml.safe_load(r.plain_inputs["userData"])
+        for r in records
+        if r.type == "libvirt:index/cloudInitDisk:CloudInitDisk"
+    }
+    address = {n.mgmt_ip: n.name for n in plan_nodes(spec)}
+    commands = [r for r in records if r.type == "command:remote:Command"]
+    assert commands
+    for rec in commands:
+        connection = rec.plain_inputs["connection"]
+        node = address[connection["host"]]
+        keys = user_data[node]["ssh_keys"]
+        assert connection["hostKey"] == " ".join(keys["ed25519_public"].split()[:2]), rec.name
+        assert user_data[node]["ssh_genkeytypes"] == ["ed25519"] and user_data[node]["ssh_deletekeys"] is True
+
+
+def fixed_host_keys_are_secret_and_distinct(monitor: RecordingMonitor) -> None:
+    records = build(monitor, loaded("dev").spec)
+    disks = [r for r in records if r.type == "libvirt:index/cloudInitDisk:CloudInitDisk"]
+    privates = {yaml.safe_load(r.plain_inputs["userData"])["ssh_keys"]["ed25519_private"] for r in disks}
+    assert len(privates) == len(disks)
+    for rec in records:
+        masked = repr(rec.masked_inputs)
+        assert not any(p.splitlines()[1] in masked for p in privates), f"{rec.name} shows a host private key"
+    assert all(contains_secret(r.inputs["userData"]) for r in disks)
+
+
+def test_jump_host_connections_pin_the_hypervisor_key(monitor: RecordingMonitor) -> None:
+    hv_key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIEWwoQJm5BAL1DlfU575U2gWJDQ8/y+UHR9nMWDIG8eR"
+    spec = loaded("dev").spec.model_copy(
+        update={
+            "hosts": [
+                spec_host.model_copy(update={"uri": "qemu+ssh://root@ws1/system", "ssh_host_key": hv_key})
+                for spec_host in loaded("dev").spec.hosts
+            ]
+        }
+    )
+    commands = [r for r in build(monitor, spec) if r.type == "command:remote:Command"]
+    for rec in commands:
+        proxy = rec.plain_inputs["connection"]["proxy"]
+        assert proxy["host"] == "ws1" and proxy["hostKey"] == hv_key, rec.name
+
+
+def test_name_bearing_libvirt_resources_are_deleted_before_replaced(monitor: RecordingMonitor) -> None:
+    records = build(monitor, loaded("dev").spec)
+    for rec in records:
+        if rec.type in ("libvirt:index/domain:Domain", "libvirt:index/network:Network", CLOUDINIT):
+            assert rec.delete_before_replace, rec.name
+        if rec.type == "libvirt:index/volume:Volume":
+            # data volumes are never replaced (protected); every other volume has a fixed name
+            assert rec.protect or rec.delete_before_replace, rec.name
+        if rec.type == "libvirt:index/pool:Pool":
+            assert rec.protect and rec.retain_on_delete, rec.name
+
+
+def test_components_declare_their_former_tokens(monitor: RecordingMonitor) -> None:
+    from components import identity
+
+    identity.TYPES["ComputeNode"] = identity.ComponentType("hyperscaler:hpc:ComputeNode", ("hyperscaler:old:Worker",))
+    try:
+        records = build(monitor, loaded("dev").spec)
+    finally:
+        identity.TYPES["ComputeNode"] = identity.ComponentType("hyperscaler:hpc:ComputeNode")
+    workers = [r for r in records if r.type == "hyperscaler:hpc:ComputeNode"]
+    assert workers and all(r.aliases == ["hyperscaler:old:Worker"] for r in workers)

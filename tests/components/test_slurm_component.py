@@ -120,12 +120,27 @@ def test_steps_wait_for_their_files_and_vms() -> None:
     assert conf.plain_inputs["connection"]["host"] == "10.77.0.100"
 
 
-def test_removing_a_node_drains_it_before_its_vm_goes() -> None:
-    cmds = commands(run(spec_with()))
-    drain = cmds["dev-slurm-cpu-02-drain"]
-    assert drain.plain_inputs["delete"].endswith("/usr/local/libexec/hyperscaler/drain.sh cpu-02")
-    assert drain.plain_inputs["connection"]["host"] == "10.77.0.10"  # runs on the controller
-    assert any(d.endswith("::dev-cpu-02-domain") for d in drain.depends_on)  # deleted before the VM
+def test_removing_or_replacing_a_node_drains_it_before_its_vm_goes() -> None:
+    records = run(spec_with())
+    member = commands(records)["dev-slurm-controller-member-cpu-02"]
+    script = "/usr/local/libexec/hyperscaler/membership.sh"
+    assert member.plain_inputs["delete"].endswith(f"{script} leave cpu-02'")  # through sudo -n sh -c
+    assert member.plain_inputs["create"].endswith(f"{script} join cpu-02'")
+    assert member.plain_inputs["connection"]["host"] == "10.77.0.10"  # runs on the controller
+    domain = records["dev-cpu-02-domain"]
+    assert domain.urn in member.depends_on  # deleted before the VM
+    # The VM's id is in its triggers: when the domain is replaced (deleted first), the engine finds this
+    # Command would be replaced too and deletes it, draining the node, before the domain.
+    assert domain.urn in member.property_dependencies["triggers"]
+    assert domain.delete_before_replace
+
+
+def test_every_node_command_runs_again_on_a_new_vm() -> None:
+    records = run(spec_with())
+    for name, rec in commands(records).items():
+        node = next(n for n in ("controller", "cpu-01", "cpu-02", "storage-01") if f"-{n}-" in name + "-")
+        domain = records[f"dev-{node}-domain"].urn
+        assert domain in rec.property_dependencies.get("triggers", []), f"{name} would not re-run on a new {node}"
 
 
 def test_graph_depth_does_not_grow_with_node_count() -> None:

@@ -12,8 +12,11 @@ import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import yaml
+
 from hyperscaler.mocks import Registration
 from render.common import in_dependency_order
+from tests.integration.harness.nodes import Cluster
 
 COMMAND = "command:remote:Command"
 
@@ -31,7 +34,34 @@ def command_order(records: list[Registration]) -> list[Registration]:
     return in_dependency_order(commands, lambda r: r.urn, lambda r: r.depends_on)
 
 
-SshRunner = Callable[[str, str, str | None], subprocess.CompletedProcess[str]]  # (host, command, stdin)
+# (host, command, stdin, host key): like pulumi-command, a runner must refuse a server presenting another key.
+SshRunner = Callable[[str, str, str | None, str], subprocess.CompletedProcess[str]]
+
+
+def pinned_host_key(rec: Registration) -> str:
+    """The host key a Command's connection pins; a connection without one is a defect (issue 8)."""
+    key = rec.plain_inputs["connection"].get("hostKey")
+    if not key:
+        raise AssertionError(f"{rec.name}: the connection to {rec.plain_inputs['connection']['host']} pins no host key")
+    return str(key)
+
+
+def host_keys(records: list[Registration]) -> dict[str, tuple[str, str]]:
+    """{hostname: (private key, public key)} from the plan's cloud-init user-data, which is how a VM gets them."""
+    keys = {}
+    for rec in records:
+        if rec.type == "libvirt:index/cloudInitDisk:CloudInitDisk":
+            doc = yaml.safe_load(rec.plain_inputs["userData"])
+            keys[doc["hostname"]] = (doc["ssh_keys"]["ed25519_private"], doc["ssh_keys"]["ed25519_public"])
+    return keys
+
+
+def give_nodes_their_host_keys(cluster: Cluster, records: list[Registration]) -> None:
+    """Install on each harness node the host key the plan's cloud-init would give its VM."""
+    keys = host_keys(records)
+    for node in cluster.nodes:
+        if node.name in keys:
+            node.install_host_key(*keys[node.name])
 
 
 def replay(
@@ -51,7 +81,7 @@ def replay(
         if not command:
             continue
         host = inputs["connection"]["host"]
-        proc = ssh(host, str(command), inputs.get("stdin"))
+        proc = ssh(host, str(command), inputs.get("stdin"), pinned_host_key(rec))
         if proc.returncode != 0:
             raise AssertionError(f"{rec.name} on {host} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
         ran.append(Ran(rec.name, host, proc.stdout))

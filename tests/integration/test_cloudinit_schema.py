@@ -10,7 +10,7 @@ import pytest
 
 from config.topology import plan_nodes
 from render.cloudinit import render_network_config, render_user_data
-from tests.stacks import STACKS, loaded
+from tests.stacks import STACKS, fixed_host_key, loaded
 
 pytestmark = pytest.mark.integration
 
@@ -27,7 +27,7 @@ def test_user_data_passes_cloud_init_schema(stack: str, tmp_path: Path) -> None:
     nodes = plan_nodes(spec)
     for node in nodes:
         path = tmp_path / f"{node.name}.yaml"
-        path.write_text(render_user_data(spec, node))
+        path.write_text(render_user_data(spec, node, fixed_host_key(node.name)))
         proc = subprocess.run(
             [cloud_init(), "schema", "--config-file", str(path)], capture_output=True, text=True, timeout=60
         )

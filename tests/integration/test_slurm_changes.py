@@ -20,7 +20,7 @@ import pytest
 
 from hyperscaler.plan import PlanResult, run_plan
 from tests.integration.harness.nodes import Cluster
-from tests.integration.replay import Change, replay, replay_change
+from tests.integration.replay import Change, give_nodes_their_host_keys, replay, replay_change
 from tests.integration.test_slurm_real import proof_stack
 
 pytestmark = pytest.mark.integration
@@ -38,9 +38,8 @@ class Live:
     def on(self, node: str, command: str) -> str:
         return self.cluster[node].ssh(command, timeout=300).stdout
 
-    def ssh(self, host: str, command: str, stdin: str | None) -> subprocess.CompletedProcess[str]:
-        node = next(n for n in self.cluster.nodes if n.address == host)
-        return node.ssh(command, check=False, timeout=300, input=stdin)
+    def ssh(self, host: str, command: str, stdin: str | None, host_key: str) -> subprocess.CompletedProcess[str]:
+        return self.cluster.ssh_pinned(host, command, host_key, stdin)
 
     def apply(self, count: int, **slurm: object) -> Change:
         """Plan the changed stack and replay the update from the current plan to it."""
@@ -82,9 +81,12 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
     with Cluster(4, names=NAMES, fake_gpus=fake, disks={"controller": {"disk/by-id/virtio-hs-state": 256}}) as cluster:
         first = tmp / "v0"
         first.mkdir()
+        plan = run_plan(proof_stack(cluster, first, count=3))
+        give_nodes_their_host_keys(cluster, plan.records)  # gpu-03's too, for when it joins
         plan = run_plan(proof_stack(cluster, first, count=2))
-        replay(plan.records, lambda h, c, s: Live(cluster, tmp, plan).ssh(h, c, s))
-        yield Live(cluster, tmp, plan)
+        live = Live(cluster, tmp, plan)
+        replay(plan.records, live.ssh)
+        yield live
 
 
 def test_adding_a_compute_node_drains_nothing(live: Live) -> None:

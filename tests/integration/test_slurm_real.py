@@ -10,6 +10,7 @@ state volume is a loop device seen at /dev/disk/by-id/virtio-hs-state, and GPU n
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import time
@@ -25,7 +26,7 @@ from hyperscaler.plan import PlanResult, run_plan
 from render.slurm import render_cgroup_conf, render_gres_conf, render_slurm_conf
 from tests.integration.harness.nodes import Cluster
 from tests.integration.harness.slurmctld_check import check_slurm_conf
-from tests.integration.replay import Ran, replay, snapshot
+from tests.integration.replay import Ran, give_nodes_their_host_keys, host_keys, replay, snapshot
 from tests.stacks import STACKS, loaded
 
 pytestmark = pytest.mark.integration
@@ -64,9 +65,8 @@ class Proof:
     plan: PlanResult
     ran: list[Ran]
 
-    def ssh(self, host: str, command: str, stdin: str | None) -> subprocess.CompletedProcess[str]:
-        node = next(n for n in self.cluster.nodes if n.address == host)
-        return node.ssh(command, check=False, timeout=300, input=stdin)
+    def ssh(self, host: str, command: str, stdin: str | None, host_key: str) -> subprocess.CompletedProcess[str]:
+        return self.cluster.ssh_pinned(host, command, host_key, stdin)
 
     def on(self, node: str, command: str) -> str:
         return self.cluster[node].ssh(command, timeout=120).stdout
@@ -82,6 +82,7 @@ def proof(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proof]:
         3, names=NAMES, fake_gpus={"gpu-01": 2, "gpu-02": 2}, disks={"controller": {"disk/by-id/virtio-hs-state": 256}}
     ) as cluster:
         result = run_plan(proof_stack(cluster, tmp))
+        give_nodes_their_host_keys(cluster, result.records)
         p = Proof(cluster, tmp, result, [])
         started = time.monotonic()
         p.ran = replay(result.records, p.ssh)
@@ -181,8 +182,21 @@ def test_partition_change_reconfigures_without_restart(proof: Proof) -> None:
     proof.plan = changed
 
 
-def test_drain_before_removal(proof: Proof) -> None:
-    drain = next(r for r in proof.plan.records if r.name.endswith("-gpu-02-drain"))
+def test_a_node_answering_with_another_key_is_refused(proof: Proof) -> None:
+    """gpu-01 answers with its own key where the connection pins gpu-02's: nothing runs there."""
+    rec = next(r for r in proof.plan.records if r.name.endswith("-gpu-01-munge"))
+    other = host_keys(proof.plan.records)["gpu-02"][1]
+    inputs = dict(rec.inputs, create="touch /tmp/impostor-ran")
+    inputs["connection"] = dict(rec.plain_inputs["connection"], hostKey=" ".join(other.split()[:2]))
+    with pytest.raises(AssertionError, match="Host key verification failed"):
+        replay([dataclasses.replace(rec, inputs=inputs)], proof.ssh)
+    assert proof.on("gpu-01", "ls /tmp/impostor-ran 2>/dev/null || echo absent").strip() == "absent"
+
+
+def test_drain_before_removal_then_back(proof: Proof) -> None:
+    """The controller's membership step for gpu-02: deleting it drains the node and waits for its job
+    (before a VM is removed or replaced); creating it again returns the node to service."""
+    drain = next(r for r in proof.plan.records if r.name.endswith("-controller-member-gpu-02"))
     job = proof.on("controller", "sbatch --parsable -w gpu-02 -J long --wrap 'sleep 4'").strip()
     deadline = time.monotonic() + 30
     while proof.on("controller", f"squeue -h -j {job} -o %T").strip() != "RUNNING":
@@ -195,6 +209,14 @@ def test_drain_before_removal(proof: Proof) -> None:
         "controller", "sinfo -h -n gpu-02 -o '%T'"
     )
     assert proof.on("controller", "squeue -h -w gpu-02") == ""
+    # The replacement VM boots and its slurmd registers (here: the same node's slurmd, started afresh).
+    proof.on("gpu-02", "pid=$(cat /run/slurmd.pid); kill $pid; while [ -e /proc/$pid ]; do sleep 0.1; done")
+    proof.on("gpu-02", "slurmd")
+    replay([drain], proof.ssh)
+    deadline = time.monotonic() + 30
+    while (state := proof.on("controller", "sinfo -h -N -n gpu-02 -o '%t'").strip()) != "idle":
+        assert time.monotonic() < deadline, f"gpu-02 did not come back: {state}"
+        time.sleep(0.5)
 
 
 @pytest.mark.parametrize("stack", STACKS)

@@ -43,6 +43,7 @@ def test_adding_a_node_leaves_the_other_vms_alone(tmp_path: Path) -> None:
     libvirt = {n: a for n, a in diff.items() if not n.startswith(("dev-slurm-", "dev-hosts-"))}
     # cloud-init carries only node-local identity, so the existing nodes' disks and domains stay
     assert libvirt == {
+        "dev-cpu-03-host-key": "create",
         "dev-cpu-03-disk": "create",
         "dev-cpu-03-cloudinit": "create",
         "dev-cpu-03-domain": "create",

@@ -14,7 +14,7 @@ from render.common import content_hash, key_values
 from render.domain_xslt import DomainTuning, render_domain_xslt
 from render.network_xslt import render_network_xslt
 from render.placement import plan_placement
-from tests.stacks import STACKS, loaded
+from tests.stacks import STACKS, fixed_host_key, loaded
 
 
 @pytest.mark.parametrize("stack", STACKS)
@@ -25,7 +25,7 @@ def test_node_documents_match_golden(stack: str, golden: Callable[[str, str], No
     for node in nodes:
         host = spec.host(node.host)
         assert host is not None
-        golden(f"{stack}/{node.name}/user-data", render_user_data(spec, node))
+        golden(f"{stack}/{node.name}/user-data", render_user_data(spec, node, fixed_host_key(node.name)))
         golden(f"{stack}/{node.name}/meta-data", render_meta_data(spec, node))
         golden(f"{stack}/{node.name}/network-config", render_network_config(spec, node))
         golden(f"{stack}/{node.name}/domain.xslt", render_domain_xslt(tunings[node.name]))
@@ -34,15 +34,15 @@ def test_node_documents_match_golden(stack: str, golden: Callable[[str, str], No
 def test_renderers_are_deterministic() -> None:
     spec = loaded("cluster").spec
     nodes = plan_nodes(spec)
-    first = [render_user_data(spec, n) for n in nodes]
-    again = [render_user_data(spec, n) for n in plan_nodes(spec)]
+    first = [render_user_data(spec, n, fixed_host_key(n.name)) for n in nodes]
+    again = [render_user_data(spec, n, fixed_host_key(n.name)) for n in plan_nodes(spec)]
     assert first == again
 
 
 def test_user_data_has_keys_and_no_passwords() -> None:
     spec = loaded("dev").spec
     nodes = plan_nodes(spec)
-    doc = yaml.safe_load(render_user_data(spec, nodes[0]))
+    doc = yaml.safe_load(render_user_data(spec, nodes[0], fixed_host_key(nodes[0].name)))
     assert doc["ssh_pwauth"] is False
     user = doc["users"][0]
     assert user["name"] == spec.ssh.user and user["lock_passwd"] is True

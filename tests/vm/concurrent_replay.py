@@ -10,7 +10,7 @@ from __future__ import annotations
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 
 from hyperscaler.mocks import Registration
-from tests.integration.replay import COMMAND, Ran, SshRunner
+from tests.integration.replay import COMMAND, Ran, SshRunner, pinned_host_key
 
 PARALLELISM = 8
 
@@ -28,7 +28,7 @@ def replay_concurrently(records: list[Registration], ssh: SshRunner, field: str 
         if not command:
             return None
         host = inputs["connection"]["host"]
-        proc = ssh(host, str(command), inputs.get("stdin"))
+        proc = ssh(host, str(command), inputs.get("stdin"), pinned_host_key(rec))
         if proc.returncode != 0:
             raise AssertionError(f"{rec.name} on {host} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
         return Ran(rec.name, host, proc.stdout)

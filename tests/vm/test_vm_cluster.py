@@ -82,18 +82,31 @@ class Guests:
     timings: dict[str, float] = field(default_factory=dict)
     command_seconds: list[tuple[float, str, str]] = field(default_factory=list)  # (s, host, command)
 
+    @property
+    def known_hosts(self) -> Path:
+        """The stack's known_hosts output: every guest must present the host key the program gave it."""
+        path = self.tmp / "known_hosts"
+        if not path.exists():
+            path.write_text(str(self.plan.outputs["known_hosts"]))
+        return path
+
     def ssh_argv(self, host: str, command: str, connect_timeout: int = 10) -> list[str]:
         # The NAT bridge exists only in the libvirtd's network namespace.
         return [
             "nsenter", f"--net=/run/netns/{self.lv.netns}",
-            "ssh", "-i", str(self.key), "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no",
-            "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR", "-o", f"ConnectTimeout={connect_timeout}",
+            "ssh", "-i", str(self.key), "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes",
+            "-o", f"UserKnownHostsFile={self.known_hosts}", "-o", "HostKeyAlgorithms=ssh-ed25519",
+            "-o", "LogLevel=ERROR", "-o", f"ConnectTimeout={connect_timeout}",
             # One TCP+SSH handshake per host instead of one per command: TCG guests are slow at crypto.
             "-o", "ControlMaster=auto", "-o", f"ControlPath={self.tmp}/mux-%h", "-o", "ControlPersist=120",
             f"root@{host}", "--", command,
         ]  # fmt: skip
 
-    def ssh(self, host: str, command: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    def ssh(
+        self, host: str, command: str, stdin: str | None = None, host_key: str | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        if host_key is not None:  # a replayed Command: its pinned key is the one in known_hosts
+            assert f",{host} {host_key}\n" in self.known_hosts.read_text(), f"{host}: {host_key} is not known"
         started = time.monotonic()
         try:
             return self._ssh(host, command, stdin)

@@ -84,6 +84,16 @@ SSH_OPTIONS = (
     "-o", "LogLevel=ERROR",
     "-o", "ConnectTimeout=10",
 )  # fmt: skip
+# The same, but the node must present the one host key a known_hosts file pins (Node.pinned_argv).
+PINNED_SSH_OPTIONS = (
+    "-F", "/dev/null",
+    "-o", "IdentitiesOnly=yes",
+    "-o", "IdentityAgent=none",
+    "-o", "StrictHostKeyChecking=yes",
+    "-o", "BatchMode=yes",
+    "-o", "LogLevel=ERROR",
+    "-o", "ConnectTimeout=10",
+)  # fmt: skip
 _NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,30}$")
 _PREFIX_RE = re.compile(r"^[a-z]{1,5}$")
 
@@ -118,6 +128,8 @@ class Node:
     proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
     mux_path: Path | None = None
     mux_proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+    # A second master that verified the node's host key against a pinned one: (key, process, socket path).
+    pinned: tuple[str, subprocess.Popen[bytes], Path] | None = field(default=None, repr=False)
     # The named netns that plays the host: every ssh into the node starts there (None: this process's).
     host_netns: str | None = None
 
@@ -180,6 +192,38 @@ class Node:
 
     def read_file(self, path: str) -> str:
         return self.ssh(["cat", path]).stdout
+
+    def install_host_key(self, private_openssh: str, public_openssh: str) -> None:
+        """Make sshd present this host key, as cloud-init's ssh_keys does on a VM: write the key, then SIGHUP
+        sshd (the node's init, started by this harness), which re-executes itself and loads it."""
+        self.put_file("/etc/ssh/ssh_host_ed25519_key", private_openssh, mode=0o600)
+        self.put_file("/etc/ssh/ssh_host_ed25519_key.pub", public_openssh.strip() + "\n")
+        if self.init_pid is None:
+            raise HarnessError(f"node {self.name} is not running")
+        os.kill(self.init_pid, signal.SIGHUP)
+        wanted = " ".join(public_openssh.split()[:2])
+        deadline = time.monotonic() + 10
+        while self._presented_key() != wanted:
+            if time.monotonic() > deadline:
+                raise HarnessError(f"sshd on {self.name} does not present the installed host key")
+            time.sleep(0.05)
+
+    def _presented_key(self) -> str:
+        argv = [*_enter(self.host_netns), "ssh-keyscan", "-T", "2", "-t", "ed25519", self.address]
+        out = subprocess.run(argv, capture_output=True, text=True, env=CLEAN_ENV, check=False, timeout=10).stdout
+        line = next((line for line in out.splitlines() if not line.startswith("#")), "")
+        return " ".join(line.split()[1:3])
+
+    def pinned_argv(self, command: str, known_hosts: Path, control: Path | None = None) -> list[str]:
+        """ssh that accepts only the key in `known_hosts` from the node, as pulumi-command does with
+        connection.hostKey (through a pinned master connection when `control` is given)."""
+        mux = ["-o", f"ControlPath={control}", "-o", "ControlMaster=no"] if control else []
+        key_type = known_hosts.read_text().split()[1]
+        pin = ["-o", f"UserKnownHostsFile={known_hosts}", "-o", f"HostKeyAlgorithms={key_type}"]
+        return [
+            *_enter(self.host_netns), "ssh", *PINNED_SSH_OPTIONS, *pin, *mux,
+            "-i", str(self.private_key_path), f"root@{self.address}", "--", command,
+        ]  # fmt: skip
 
     def host_pids(self) -> list[int]:
         """Host-side pids of every process in this node's network namespace (empty once torn down)."""
@@ -321,6 +365,43 @@ class Cluster:
         ]
         lines += [f"{n.address} {n.name}" for n in self.nodes]
         return "\n".join(lines) + "\n"
+
+    def node_at(self, address: str) -> Node:
+        return next(n for n in self.nodes if n.address == address)
+
+    def ssh_pinned(
+        self, address: str, command: str, host_key: str, stdin: str | None = None, timeout: float = 300
+    ) -> subprocess.CompletedProcess[str]:
+        """Run a command on the node at `address` only if it presents `host_key` ("ssh-ed25519 AAAA..."),
+        the way pulumi-command treats connection.hostKey; another key fails with ssh's verification error.
+        One pinned master connection per node and key keeps it fast."""
+        node = self.node_at(address)
+        known_hosts = self.workdir / f"known_hosts-{node.index}"
+        if node.pinned is None or node.pinned[0] != host_key or node.pinned[1].poll() is not None:
+            _stop_pinned(node)
+            known_hosts.write_text(f"{node.address} {host_key}\n")
+            control = self.workdir / f"pin-{node.index}"
+            argv = ["setpriv", "--pdeathsig", "KILL", *node.pinned_argv("", known_hosts)[:-3], "-M", "-N",
+                    "-o", f"ControlPath={control}", "-o", "ControlPersist=no", f"root@{node.address}"]  # fmt: skip
+            proc = subprocess.Popen(
+                argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                env=CLEAN_ENV, start_new_session=True,
+            )  # fmt: skip
+            node.pinned = (host_key, proc, control)
+            deadline = time.monotonic() + 15
+            while not control.exists() and proc.poll() is None and time.monotonic() < deadline:
+                time.sleep(0.01)
+        _, proc, control = node.pinned
+        live = proc.poll() is None and control.exists()
+        argv = node.pinned_argv(command, known_hosts, control if live else None)
+        data = stdin.encode() if stdin is not None else None
+        done = subprocess.run(
+            argv, input=data, stdin=None if data is not None else subprocess.DEVNULL, capture_output=True,
+            timeout=timeout, env=CLEAN_ENV, check=False,
+        )  # fmt: skip
+        return subprocess.CompletedProcess(
+            done.args, done.returncode, done.stdout.decode(errors="replace"), done.stderr.decode(errors="replace")
+        )
 
     def ssh_all(self, command: str, **kwargs: Any) -> dict[str, subprocess.CompletedProcess[str]]:
         """Run the same command on every node in parallel."""
@@ -615,6 +696,7 @@ exec chroot {merged} /usr/sbin/sshd -D -e -o ListenAddress={node.address} \\
             problems: list[str] = []
             for node in self.nodes:
                 _stop_master(node)
+                _stop_pinned(node)
             for node in self.nodes:
                 _stop_node(node)
             for node in self.nodes:
@@ -673,6 +755,13 @@ exec chroot {merged} /usr/sbin/sshd -D -e -o ListenAddress={node.address} \\
 
 
 # --- teardown helpers (also used for stale runs) -----------------------------------------------------
+
+
+def _stop_pinned(node: Node) -> None:
+    if node.pinned is not None and node.pinned[1].poll() is None:
+        node.pinned[1].kill()
+        node.pinned[1].wait(timeout=5)
+    node.pinned = None
 
 
 def _stop_master(node: Node) -> None:
