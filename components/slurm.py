@@ -16,7 +16,15 @@ from config.models import ClusterSpec
 from config.topology import NodePlan
 from render.common import RenderedFile, content_hash
 from render.slurm import controller, render_slurmdbd_conf
-from render.slurm_deploy import MUNGE_KEY, MUNGE_KEY_BYTES, SLURMDBD_CONF, ordered_steps, slurm_plan
+from render.slurm_deploy import (
+    MUNGE_KEY,
+    MUNGE_KEY_BYTES,
+    PACKAGES_STEP,
+    SLURMDBD_CONF,
+    Step,
+    ordered_steps,
+    slurm_plan,
+)
 
 
 @dataclass(frozen=True)
@@ -52,12 +60,41 @@ class SlurmCluster(pulumi.ComponentResource):
             ),
         }
 
+        def script_step(step: Step) -> remote.Command:
+            node = step.node
+            after = [steps[key] for key in step.requires]
+            applied = [files[node][p] for p in (*step.applies, *step.needs)]
+            about = args.access[step.instance_of] if step.instance_of else None
+            return run_script(
+                f"{name}-{node}-{step.name}",
+                step.script.path,
+                triggers=[
+                    content_hash(step.script.content),
+                    *(hashes[node][p] for p in step.applies),
+                    *([about.instance] if about else []),
+                ],
+                node=args.access[node],
+                parent=self,
+                depends_on=[files[node][step.script.path], *applied, *after, *([about.vm] if about else [])],
+                args=step.args,
+                delete_args=step.delete_args,
+            )
+
         for node_slurm in plan:
             node = node_slurm.node.name
             access = args.access[node]
-            ready = [args.hosts_files[node]]
             files[node], hashes[node] = {}, {}
+            # The packages first: the other files belong to users and directories they create (munge, slurm).
+            install = next(s for s in node_slurm.steps if s.name == PACKAGES_STEP)
+            slug = install.script.path.strip("/").replace("/", "-").replace(".", "-")
+            files[node][install.script.path] = push_file(
+                f"{name}-{node}-{slug}", install.script, access, self, depends_on=[args.hosts_files[node]]
+            )
+            steps[install.key] = script_step(install)
+            ready = [args.hosts_files[node], steps[install.key]]
             for file in node_slurm.files:
+                if file.path in files[node]:
+                    continue
                 slug = file.path.strip("/").replace("/", "-").replace(".", "-")
                 files[node][file.path] = push_file(f"{name}-{node}-{slug}", file, access, self, depends_on=ready)
                 hashes[node][file.path] = content_hash(file.content)
@@ -76,24 +113,8 @@ class SlurmCluster(pulumi.ComponentResource):
                 hashes[node][path] = pulumi.Output.secret(pulumi.Output.from_input(value).apply(content_hash))
 
         for step in ordered_steps(plan):
-            node = step.node
-            after = [steps[key] for key in step.requires]
-            applied = [files[node][p] for p in (*step.applies, *step.needs)]
-            about = args.access[step.instance_of] if step.instance_of else None
-            steps[step.key] = run_script(
-                f"{name}-{node}-{step.name}",
-                step.script.path,
-                triggers=[
-                    content_hash(step.script.content),
-                    *(hashes[node][p] for p in step.applies),
-                    *([about.instance] if about else []),
-                ],
-                node=args.access[node],
-                parent=self,
-                depends_on=[files[node][step.script.path], *applied, *after, *([about.vm] if about else [])],
-                args=step.args,
-                delete_args=step.delete_args,
-            )
+            if step.key not in steps:
+                steps[step.key] = script_step(step)
 
         canary = steps.get(f"{controller(nodes).name}:canary")
         self.canary = canary.stdout.apply(_parse_canary) if canary is not None else None

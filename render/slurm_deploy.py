@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 import hostlist
 
 from config.models import ClusterSpec
+from config.packages import packages_for
 from config.topology import NodePlan
 from render.common import RenderedFile, content_hash, in_dependency_order
 from render.placement import data_disk_serial
@@ -36,6 +37,7 @@ MYSQL_DATADIR = f"{STATE_MOUNT}/mysql"
 STATE_SERIAL = data_disk_serial("state")  # the guest sees /dev/disk/by-id/virtio-<serial>
 MUNGE_KEY_BYTES = 128  # what `mungekey` generates by default (1024 bits)
 CANARY_TIMEOUT_S = 300
+PACKAGES_STEP = "packages"
 
 
 @dataclass(frozen=True)
@@ -123,6 +125,7 @@ def slurm_plan(spec: ClusterSpec, nodes: list[NodePlan]) -> list[NodeSlurm]:
 
     ctl_files = [*confs.values(), munge]
     ctl_steps = [
+        packages_step(spec, ctl),
         Step(
             ctl.name,
             "state-volume",
@@ -134,8 +137,9 @@ def slurm_plan(spec: ClusterSpec, nodes: list[NodePlan]) -> list[NodeSlurm]:
                     "STATE_MOUNT": STATE_MOUNT,
                 },
             ),
+            after=(PACKAGES_STEP,),
         ),
-        Step(ctl.name, "munge", munge, applies=(MUNGE_KEY,)),
+        Step(ctl.name, "munge", munge, applies=(MUNGE_KEY,), after=(PACKAGES_STEP,)),
     ]
     secret_paths = [MUNGE_KEY]
     slurmctld_after = ["state-volume", "munge"]
@@ -236,12 +240,19 @@ def slurm_plan(spec: ClusterSpec, nodes: list[NodePlan]) -> list[NodeSlurm]:
         )
         key = restart_key(node_line, gres_conf, cgroup_conf, "\n".join(restart_key_lines(slurm_conf)))
         slurmd = render_script("slurmd", {"RESTART_KEY": key})
+        install = packages_step(spec, node)
         steps = (
-            Step(node.name, "munge", munge, applies=(MUNGE_KEY,)),
+            install,
+            Step(node.name, "munge", munge, applies=(MUNGE_KEY,), after=(PACKAGES_STEP,)),
             Step(node.name, "slurmd", slurmd, needs=conf_paths, after=("munge", f"{ctl.name}:slurmctld")),
         )
-        result.append(NodeSlurm(node, (*confs.values(), munge, slurmd), (MUNGE_KEY,), steps))
+        result.append(NodeSlurm(node, (*confs.values(), install.script, munge, slurmd), (MUNGE_KEY,), steps))
     return result
+
+
+def packages_step(spec: ClusterSpec, node: NodePlan) -> Step:
+    """The node's role packages, installed when its image lacks them (config/packages.py)."""
+    return Step(node.name, PACKAGES_STEP, render_script("packages", {"PACKAGES": " ".join(packages_for(spec, node))}))
 
 
 def ordered_steps(plan: list[NodeSlurm]) -> list[Step]:

@@ -7,6 +7,16 @@ if [ ! -d "$MYSQL_DATADIR/mysql" ]; then
 fi
 svc_start mariadb
 wait_for "MariaDB" 60 mariadb -e 'SELECT 1'
+# A MariaDB that was already running (an image that starts it at boot) may hold its data elsewhere than
+# on the state volume: restart it on the configured datadir, or the accounting DB would not survive the VM.
+datadir=$(mariadb -N -e 'SELECT @@datadir')
+if [ "${datadir%/}" != "${MYSQL_DATADIR%/}" ]; then
+  log "MariaDB runs on $datadir: restarting it on $MYSQL_DATADIR"
+  svc_restart mariadb
+  wait_for "MariaDB" 60 mariadb -e 'SELECT 1'
+  datadir=$(mariadb -N -e 'SELECT @@datadir')
+  [ "${datadir%/}" = "${MYSQL_DATADIR%/}" ] || die "MariaDB still uses $datadir instead of $MYSQL_DATADIR"
+fi
 db_pass=$(sed -n 's/^StoragePass=//p' /etc/slurm/slurmdbd.conf)
 [ -n "$db_pass" ] || die "StoragePass missing from /etc/slurm/slurmdbd.conf"
 db_pass_sql=${db_pass//\'/\'\'}

@@ -159,3 +159,29 @@ def test_graph_depth_does_not_grow_with_node_count() -> None:
     small = run(spec_with(compute=[{"name": "cpu", "count": 1, "vcpus": 1, "memory_mib": 1024}]))
     large = run(spec_with(compute=[{"name": "cpu", "count": 6, "vcpus": 1, "memory_mib": 1024}]))
     assert depth(small) == depth(large)
+
+
+def test_packages_come_first_on_every_node() -> None:
+    records = run(spec_with())
+    cmds = commands(records)
+    by_urn = {r.urn: r for r in records.values()}
+
+    def waits_for(rec: Registration, urn: str) -> bool:
+        seen, todo = set(), list(rec.depends_on)
+        while todo:
+            dep = todo.pop()
+            if dep == urn:
+                return True
+            if dep not in seen and dep in by_urn:
+                seen.add(dep)
+                todo += by_urn[dep].depends_on
+        return False
+
+    for node in ("controller", "cpu-01", "cpu-02"):
+        install = cmds[f"dev-slurm-{node}-packages"]
+        assert "packages.sh" in install.plain_inputs["create"]
+        for name, rec in cmds.items():
+            if name.startswith(f"dev-slurm-{node}-") and not name.endswith(("-packages", "-packages-sh")):
+                assert waits_for(rec, install.urn), f"{name} does not wait for the packages of {node}"
+    script = cmds["dev-slurm-controller-usr-local-libexec-hyperscaler-packages-sh"].plain_inputs["stdin"]
+    assert "readonly PACKAGES='mariadb-server munge slurm-client slurmctld slurmdbd'" in script

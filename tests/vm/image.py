@@ -20,6 +20,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from config.packages import every_package
 from tests.integration.harness._util import CLEAN_ENV, HarnessError, require_root, require_tools, run
 from tests.integration.harness.rootfs import (
     _copy_host_apt_sources,
@@ -47,12 +48,7 @@ PACKAGES: tuple[str, ...] = (
     "sudo",
     "tzdata",
     "e2fsprogs",
-    "slurmd",
-    "slurmctld",
-    "slurm-client",
-    "slurmdbd",
-    "munge",
-    "mariadb-server",
+    *every_package(),  # every role's packages (config/packages.py): the prebuilt-image case
 )
 # Bump when the recipe changes in a way that must invalidate cached images.
 RECIPE_VERSION = "3"

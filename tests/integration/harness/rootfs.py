@@ -16,22 +16,14 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
+from config.packages import every_package
+
 from ._util import CLEAN_ENV, HarnessError, mounts_under, require_root, require_tools, run
 
 SUITE = "bookworm"
-PACKAGES: tuple[str, ...] = (
-    "openssh-server",
-    "python3",
-    "iproute2",
-    "procps",
-    "sudo",
-    "slurmd",
-    "slurmctld",
-    "slurm-client",
-    "slurmdbd",
-    "munge",
-    "mariadb-server",
-)
+# What a harness node needs to be reachable, plus every role's packages (config/packages.py, the list the
+# nodes' install step reads), as a prebuilt image would carry them.
+PACKAGES: tuple[str, ...] = ("openssh-server", "python3", "iproute2", "procps", "sudo", *every_package())
 # Bump when the build recipe changes in a way that should invalidate existing caches.
 RECIPE_VERSION = "1"
 DEFAULT_CACHE = Path("/var/cache/hyperscaler-test")
