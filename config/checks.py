@@ -15,6 +15,7 @@ from config.models import ClusterSpec
 from config.models.nodes import VmSpec
 from config.models.services import Beegfs, Containers, Mig, Monitoring
 from config.slurm_facts import (
+    MAX_JOB_ID,
     OPTION_NAMES,
     OPTION_RULES,
     OWNED_KEYS,
@@ -330,13 +331,64 @@ def slurm_options(spec: ClusterSpec, nodes: list[NodePlan]) -> Iterator[Finding]
             f"slurm.partitions[{pi}].options", part.options, PARTITION_OPTION_RULES, PARTITION_OPTION_NAMES,
             OWNED_PARTITION_KEYS, "it comes from the partition's name, groups, default and max_time fields",
         )  # fmt: skip
+    yield from _same_key_twice("slurm.options", spec.slurm.options)
+    for pi, part in enumerate(spec.slurm.partitions):
+        yield from _same_key_twice(f"slurm.partitions[{pi}].options", part.options)
+    yield from _option_combinations(spec.slurm.options)
+
+
+def _same_key_twice(where: str, options: dict[str, str]) -> Iterator[Finding]:
+    """slurm.conf keys ignore case: two spellings would be one key written twice ("specified more than once")."""
     seen: dict[str, str] = {}
-    for key in spec.slurm.options:
+    for key in options:
         if key.lower() in seen:
             yield Finding(
-                f"slurm.options.{key}", f"{key} is also given as {seen[key.lower()]}", "slurm.conf keys ignore case"
+                f"{where}.{key}", f"{key} is also given as {seen[key.lower()]}", "slurm.conf keys ignore case"
             )
         seen.setdefault(key.lower(), key)
+
+
+def _option_combinations(options: dict[str, str]) -> Iterator[Finding]:
+    """Keys whose values slurmctld checks against each other; each value alone already passed its Rule."""
+    values = {k.lower(): (k, v) for k, v in options.items()}
+
+    def value(key: str, default: str) -> str:
+        return values.get(key.lower(), (key, default))[1]
+
+    def path(*keys: str) -> str:
+        given = [values[k.lower()][0] for k in keys if k.lower() in values]
+        return "slurm.options." + (given[0] if given else keys[0])
+
+    preempt_type = value("PreemptType", "preempt/none")
+    modes = {w.upper() for w in value("PreemptMode", "OFF").split(",")} - {"GANG"} or {"OFF"}
+    if OPTION_RULES["preempttype"].accepts(preempt_type) and OPTION_RULES["preemptmode"].accepts(
+        value("PreemptMode", "OFF")
+    ):
+        # slurmctld: "PreemptType and PreemptMode values incompatible"
+        if preempt_type == "preempt/none" and modes != {"OFF"}:
+            yield Finding(
+                path("PreemptMode"),
+                f"PreemptMode {value('PreemptMode', 'OFF')} needs a PreemptType; with preempt/none it must be OFF",
+                "set PreemptType: preempt/qos or preempt/partition_prio, or PreemptMode: OFF",
+            )
+        elif preempt_type != "preempt/none" and modes == {"OFF"}:
+            yield Finding(
+                path("PreemptMode", "PreemptType"),
+                f"PreemptType {preempt_type} needs PreemptMode CANCEL, REQUEUE or SUSPEND,GANG",
+                "set PreemptMode, or PreemptType: preempt/none",
+            )
+    first, last = value("FirstJobId", "1"), value("MaxJobId", str(MAX_JOB_ID))
+    if first.isdigit() and last.isdigit() and int(first) > int(last):
+        # slurmctld: "FirstJobId > MaxJobId"
+        yield Finding(path("FirstJobId"), f"FirstJobId {first} is above MaxJobId {last}", "lower FirstJobId")
+    flags = {w.lower() for w in value("PrologFlags", "").split(",")}
+    if value("JobContainerType", "").lower() == "job_container/tmpfs" and not flags & {"contain", "x11"}:
+        # slurmctld: "fatal: PrologFlags=Contain is required for use with job_container/tmpfs" (X11 implies it)
+        yield Finding(
+            path("JobContainerType"),
+            "job_container/tmpfs needs PrologFlags to include Contain",
+            "add Contain to PrologFlags",
+        )
 
 
 def _options(

@@ -12,7 +12,7 @@ from pydantic import AfterValidator, BeforeValidator
 from config.findings import brief
 from config.impact import Impact, setting
 from config.models.base import Model
-from config.slurm_facts import KEY_RE, RESERVED_PARTITION_NAMES, TIME_FORMATS, TIME_RE, VALUE_RE
+from config.slurm_facts import KEY_RE, MAX_TIME, RESERVED_PARTITION_NAMES, TIME_FORMATS, TIME_RE, VALUE_RE, is_time
 from config.types import Count, Hostname, MiB, NonEmptyStr, PositiveInt, Seconds
 
 
@@ -30,8 +30,8 @@ def _slurm_key(key: str) -> str:
 def _slurm_value(value: str) -> str:
     if not VALUE_RE.match(value):
         raise ValueError(
-            f"{brief(value)} cannot go into slurm.conf: a value is one word without spaces, quotes, '#', newlines "
-            "or other control characters (anything after a space or newline would become another setting)"
+            f"{brief(value)} cannot go into slurm.conf: a value is one word without spaces, quotes, '#', backslashes, "
+            "newlines or other control characters (anything after a space or newline would become another setting)"
         )
     return value
 
@@ -39,6 +39,8 @@ def _slurm_value(value: str) -> str:
 def _slurm_time(value: str) -> str:
     if not TIME_RE.match(value):
         raise ValueError(f"{brief(value)} is not a SLURM time: use {TIME_FORMATS}")
+    if not is_time(value):
+        raise ValueError(f"{brief(value)} is longer than SLURM can count: at most {MAX_TIME}, or INFINITE")
     return value
 
 

@@ -421,6 +421,18 @@ def test_validator_rejects_broken_confs(change: tuple[str, str], expected: str) 
     assert time.monotonic() - started < 5
 
 
+@pytest.mark.parametrize(
+    "extra",
+    ["SlurmctldDebug=quiet", "SlurmctldDebug=ERROR", "JobCompType=jobcomp/filetxt\nJobCompLoc=/var/log/x.log"],
+)
+def test_validator_sees_through_quiet_logs_and_its_own_redirects(extra: str) -> None:
+    # Below info slurmctld never logs READY; a filetxt job log is redirected into the validator's temp dir,
+    # which slurmctld (as SlurmUser) must be able to open.
+    conf = VALID_CONF.replace("MailProg=/bin/true", f"MailProg=/bin/true\n{extra}")
+    assert check_slurm_conf(conf).ok
+    assert not check_slurm_conf(conf.replace("select/cons_tres", "select/bogus")).ok
+
+
 def test_validator_never_touches_a_live_pid_file(tmp_path: Path) -> None:
     # slurmctld kills the pid named in an existing pid file and, in a pid namespace, writes 1 into it.
     victim = subprocess.Popen(["sleep", "60"])

@@ -8,6 +8,7 @@ import pytest
 
 from config import ConfigError, StackInputs, build_spec
 from config.models import ClusterSpec
+from config.slurm_facts import is_time, time_seconds
 from config.topology import plan_nodes
 from render.slurm import (
     global_options,
@@ -147,3 +148,118 @@ def test_scripts_carry_their_parameters_quoted() -> None:
     assert "readonly COMPUTE_NODES='cpu-[01-04],gpu-[01-04]'" in script
     assert "readonly GPU_TYPES=a100" in script
     assert script.startswith("#!/usr/bin/env bash\n")
+
+
+# Each rule below was found by tests/integration/test_slurm_conf_property.py: the checks accepted the value,
+# and a real slurmctld 22.05.8 refused it (the comment in config/slurm_facts.py quotes what it said).
+@pytest.mark.parametrize(
+    ("slurm", "path", "message"),
+    [
+        ({"options": {"KillWait": "65536"}}, "slurm.options.KillWait", "from 0 to 65535"),
+        ({"options": {"TreeWidth": "0"}}, "slurm.options.TreeWidth", "from 1 to 65535"),
+        ({"options": {"OverTimeLimit": "65536"}}, "slurm.options.OverTimeLimit", "65535 or UNLIMITED"),
+        ({"options": {"SchedulerType": "SCHED/BACKFILL"}}, "slurm.options.SchedulerType", "one of sched/backfill"),
+        ({"options": {"JobSubmitPlugins": "LOGGING"}}, "slurm.options.JobSubmitPlugins", "not a valid"),
+        ({"options": {"JobSubmitPlugins": "lua"}}, "slurm.options.JobSubmitPlugins", "not a valid"),
+        ({"options": {"TopologyPlugin": "topology/tree"}}, "slurm.options.TopologyPlugin", "not a valid"),
+        ({"options": {"AcctGatherEnergyType": "acct_gather_energy/gpu"}}, "slurm.options.AcctGatherEnergyType", ""),
+        ({"options": {"PrologFlags": "Alloc,RunInJob"}}, "slurm.options.PrologFlags", "not a valid"),
+        ({"options": {"PrologFlags": "NoHold,X11"}}, "slurm.options.PrologFlags", "not a valid"),
+        ({"options": {"PrologFlags": "contain,nohold"}}, "slurm.options.PrologFlags", "not a valid"),
+        ({"options": {"GroupUpdateForce": "yes"}}, "slurm.options.GroupUpdateForce", "one of 0, 1"),
+        ({"options": {"PropagateResourceLimits": "cpu"}}, "slurm.options.PropagateResourceLimits", ""),
+        ({"options": {"PropagateResourceLimits": "ALL,STACK"}}, "slurm.options.PropagateResourceLimits", ""),
+        ({"options": {"PropagateResourceLimitsExcept": "as"}}, "slurm.options.PropagateResourceLimitsExcept", ""),
+        ({"options": {"JobAcctGatherParams": "OverMemoryKill"}}, "slurm.options.JobAcctGatherParams", ""),
+        ({"options": {"JobAcctGatherParams": "UsePss,NoShared"}}, "slurm.options.JobAcctGatherParams", ""),
+        ({"options": {"Licenses": "1:00:00"}}, "slurm.options.Licenses", "name[:count]"),
+        ({"options": {"PriorityMaxAge": "35791394"}}, "slurm.options.PriorityMaxAge", "at most 24855-03:13:08"),
+        ({"options": {"PriorityCalcPeriod": "35791394"}}, "slurm.options.PriorityCalcPeriod", "1 to 35791393"),
+        ({"options": {"MaxJobId": "67043329"}}, "slurm.options.MaxJobId", "from 1 to 67043328"),
+        ({"options": {"FirstJobId": "101", "MaxJobId": "100"}}, "slurm.options.FirstJobId", "above MaxJobId 100"),
+        ({"options": {"PreemptMode": "SUSPEND"}}, "slurm.options.PreemptMode", "not a valid"),
+        ({"options": {"PreemptMode": "OFF,CANCEL"}}, "slurm.options.PreemptMode", "not a valid"),
+        ({"options": {"PreemptMode": "REQUEUE"}}, "slurm.options.PreemptMode", "with preempt/none it must be OFF"),
+        ({"options": {"PreemptType": "preempt/qos"}}, "slurm.options.PreemptType", "needs PreemptMode"),
+        (
+            {"options": {"preempttype": "preempt/qos", "PreemptMode": "GANG"}},
+            "slurm.options.PreemptMode",
+            "needs PreemptMode",
+        ),
+        (
+            {"options": {"JobContainerType": "job_container/tmpfs", "PrologFlags": "Alloc"}},
+            "slurm.options.JobContainerType",
+            "PrologFlags to include Contain",
+        ),
+        ({"options": {"SchedulerParameters": "bf_interval=60\\"}}, "slurm.options.SchedulerParameters", "backslash"),
+        (
+            {"partitions": [{"name": "p", "options": {"PreemptMode": "OFF,OFF"}}]},
+            "slurm.partitions[0].options.PreemptMode",
+            "not a valid",
+        ),
+        (
+            {"partitions": [{"name": "p", "options": {"PriorityTier": "65536"}}]},
+            "slurm.partitions[0].options.PriorityTier",
+            "from 0 to 65535",
+        ),
+        (
+            {"partitions": [{"name": "p", "options": {"DefaultTime": "35791394"}}]},
+            "slurm.partitions[0].options.DefaultTime",
+            "at most",
+        ),
+        (
+            {"partitions": [{"name": "p", "options": {"MaxNodes": "1", "maxnodes": "2"}}]},
+            "slurm.partitions[0].options.maxnodes",
+            "also given as MaxNodes",
+        ),
+        ({"partitions": [{"name": "p", "max_time": "24855-03:13:09"}]}, "slurm.partitions[0].max_time", "at most"),
+        ({"partitions": [{"name": "p", "max_time": 35791394}]}, "slurm.partitions[0].max_time", "longer than"),
+    ],
+)
+def test_values_slurmctld_refuses_are_refused(slurm: dict[str, object], path: str, message: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        spec_with(slurm=slurm)
+    found = [f for f in info.value.findings if f.is_error and f.path == path]
+    assert found and any(message in f.message + " " + f.hint for f in found), info.value.report()
+
+
+@pytest.mark.parametrize(
+    "slurm",
+    [
+        {"options": {"KillWait": "65535", "OverTimeLimit": "UNLIMITED", "TreeWidth": "1"}},
+        {"options": {"SchedulerType": "sched/builtin", "JobSubmitPlugins": "logging,throttle"}},
+        {"options": {"PropagateResourceLimits": "ALL", "PropagateResourceLimitsExcept": "AS,CORE"}},
+        {"options": {"PreemptType": "preempt/qos", "PreemptMode": "SUSPEND,GANG"}},
+        {"options": {"PreemptType": "preempt/partition_prio", "PreemptMode": "requeue"}},
+        {"options": {"PreemptMode": "GANG,OFF,GANG"}},
+        {"options": {"FirstJobId": "100", "MaxJobId": "100"}},
+        {"options": {"FirstJobId": "67043328"}},
+        {"options": {"JobContainerType": "job_container/tmpfs", "PrologFlags": "contain"}},
+        {"options": {"JobContainerType": "job_container/tmpfs", "PrologFlags": "X11,Alloc"}},
+        {"options": {"PrologFlags": "NoHold,Alloc,DeferBatch,Serial"}},
+        {"options": {"JobAcctGatherParams": "UsePss,DisableGPUAcct", "Licenses": "foo:3,bar"}},
+        {"options": {"PriorityMaxAge": "24855-03:13:08", "PriorityCalcPeriod": "35791393", "GroupUpdateForce": 0}},
+        {"partitions": [{"name": "p", "max_time": "35791393", "options": {"PreemptMode": "SUSPEND"}}]},
+    ],
+)
+def test_values_slurmctld_accepts_pass(slurm: dict[str, object]) -> None:
+    spec_with(slurm=slurm)
+
+
+@pytest.mark.parametrize(
+    ("value", "seconds"),
+    [
+        ("90", 5400),
+        ("1:30", 90),
+        ("1:00:00", 3600),
+        ("2-12", 216000),
+        ("2-12:30", 217800),
+        ("1-00:00:01", 86401),
+        ("INFINITE", None),
+        ("2 days", None),
+    ],
+)
+def test_time_seconds(value: str, seconds: int | None) -> None:
+    assert time_seconds(value) == seconds
+    assert is_time(value) is (value != "2 days")
+    assert not is_time("24855-03:13:09") and is_time("24855-03:13:08") and time_seconds("24855-03:13:08") == 2**31 - 60

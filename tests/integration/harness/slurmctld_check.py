@@ -34,6 +34,7 @@ from ._util import (
 CHECK_TOOLS = ("slurmctld", "munged", "unshare", "setpriv", "ip", "mount", "hostname")
 NS_ADDRESS = "10.254.0.1"
 READY = "Running as primary controller"
+QUIET_LEVELS = ("quiet", "fatal", "error")  # SlurmctldDebug levels that hide READY
 # Where slurmctld puts its pid file when the conf names none; these must never be written by us.
 DEFAULT_PID_FILES = ("/run/slurmctld.pid", "/var/run/slurmctld.pid")
 
@@ -262,7 +263,15 @@ def _check(
         if not info.get(key):
             del overrides[key]
     if info.get("JobCompType").lower() == "jobcomp/filetxt":
-        overrides["JobCompLoc"] = str(tmp / "jobcomp.txt")
+        # slurmctld opens it as SlurmUser at start-up ("fatal: open .../jobcomp.txt: Permission denied").
+        jobcomp = tmp / "jobcomp.txt"
+        jobcomp.touch()
+        os.chown(jobcomp, uid, gid)
+        overrides["JobCompLoc"] = str(jobcomp)
+    if info.get("SlurmctldDebug").lower() in QUIET_LEVELS:
+        # Below info slurmctld never logs READY, so the check could only time out; the level changes nothing else.
+        overrides["SlurmctldDebug"] = "info"
+        notes.append(f"validator: SlurmctldDebug={info.get('SlurmctldDebug')} raised to info to see {READY!r}")
     if offline_acct and info.get("AccountingStorageType").lower() == "accounting_storage/slurmdbd":
         overrides["AccountingStorageType"] = "accounting_storage/none"
         # Tracking TRES (gres/gpu) needs slurmdbd, so it goes too; the rest of the file is checked as is.
