@@ -3,15 +3,16 @@
 A default dockerd sets the FORWARD policy of its network namespace to DROP. With
 net.bridge.bridge-nf-call-iptables=1, frames bridged in that namespace traverse FORWARD and are dropped,
 so a harness whose bridge sits in the host's namespace loses node<->node traffic ("nodes not responding").
-Here a "fake host" network namespace runs a real dockerd with default iptables handling and plays the host
-(Cluster(host_netns=...)):
+Here a "fake host" network namespace runs a real dockerd with default iptables handling
+(tests/integration/harness/dockerd.py) and plays the host (Cluster(host_netns=...)):
 
 1. the fake host really has `-P FORWARD DROP` and bridge-nf-call-iptables=1;
 2. negative control: the old topology (bridge in the host-side namespace) drops node1 -> node2 while the
    fake host still reaches both nodes over SSH;
 3. the switch-namespace topology keeps node1 -> node2 working and runs a multi-node SLURM job.
 
-Nothing here touches the real host's firewall or sysctls; dockerd keeps its data, exec root, pid file,
+Nothing here touches the real host's firewall or sysctls (the last test compares them, and the paths a
+default dockerd would create, with how it found them); dockerd keeps its data, exec root, pid file,
 socket and config in a temp dir and runs in a private mount namespace, so even the paths it insists on
 (/run/docker, /opt/containerd, /etc/docker/key.json) never reach the host. Run as root; missing tools fail.
 """
@@ -20,43 +21,24 @@ from __future__ import annotations
 
 import os
 import re
-import secrets
-import shutil
-import signal
 import subprocess
-import tempfile
 import textwrap
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from tests.integration.harness import Cluster, HarnessError, Node, require_tools
-from tests.integration.harness._util import CLEAN_ENV, proc_alive, proc_comm, run, sigkill, which
+from tests.integration.harness import Cluster, Node
+from tests.integration.harness._util import proc_alive, proc_comm, run
+from tests.integration.harness.dockerd import Dockerd, bridge_nf_call_iptables, fake_host_netns, host_state, nsrun
 from tests.integration.harness.fixtures import harness_preflight  # noqa: F401 (fixture)
 from tests.integration.harness.nodes import pids_in_netns
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("harness_preflight")]
 
-DOCKER_TOOLS = ("dockerd", "containerd", "runc", "docker", "iptables", "nsenter", "unshare", "setpriv", "ip")
 PREFIX = "hsfw"  # the clusters' prefix
-# Fake hosts are named hsfwh<owner pid>-<hex>: never of the harness's <prefix><6 hex>- shape, so no
-# Cluster's stale cleanup can take one for debris; a dead owner's fake host is swept by the next run.
-FAKE_HOST_RE = re.compile(r"^hsfwh(\d+)-[0-9a-f]{6}$")
-BRIDGE_NF = "/proc/sys/net/bridge/bridge-nf-call-iptables"
-# What a dockerd on default paths would create on the host; none of it may appear.
-HOST_DOCKER_PATHS = (
-    "/run/docker.sock",
-    "/var/run/docker.pid",
-    "/var/lib/docker",
-    "/run/docker",
-    "/run/containerd",
-    "/var/lib/containerd",
-    "/opt/containerd",
-    "/etc/docker/key.json",
-)
 
 SLURM_CONF = textwrap.dedent(
     """\
@@ -87,47 +69,15 @@ SLURM_CONF = textwrap.dedent(
 # --- the fake host ---------------------------------------------------------------------------------------
 
 
-def _host_state() -> dict[str, object]:
-    """What this test must leave exactly as it found it on the real host (read only)."""
-    return {
-        "forward": run(["iptables", "-S", "FORWARD"]).stdout,
-        "bridge-nf-call-iptables": Path(BRIDGE_NF).read_text().strip() if Path(BRIDGE_NF).exists() else None,
-        "ip_forward": Path("/proc/sys/net/ipv4/ip_forward").read_text().strip(),
-        "paths": {p: os.path.lexists(p) for p in HOST_DOCKER_PATHS},
-    }
-
-
 @dataclass
 class FakeHost:
     """A named netns with a real dockerd (default iptables handling) that plays the host."""
 
     netns: str
-    tmp: Path
-    proc: subprocess.Popen[bytes] | None = None
-    containerd: list[int] = field(default_factory=list)
-    dockerd_pid: int | None = None
-
-    @property
-    def sock(self) -> Path:
-        return self.tmp / "docker.sock"
-
-    @property
-    def exec_root(self) -> Path:
-        return self.tmp / "exec"
-
-    @property
-    def log(self) -> Path:
-        return self.tmp / "dockerd.log"
+    dockerd: Dockerd
 
     def nsrun(self, argv: list[str], check: bool = True) -> subprocess.CompletedProcess[str]:
-        return run(["nsenter", f"--net=/run/netns/{self.netns}", *argv], check=check)
-
-    def docker(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        client = which("docker")
-        assert client is not None
-        # DOCKER_CONFIG: the client must not read or write root's ~/.docker either.
-        env = {**CLEAN_ENV, "DOCKER_CONFIG": str(self.tmp / "client")}
-        return run([client, "-H", f"unix://{self.sock}", *args], check=check, env=env, timeout=30)
+        return nsrun(self.netns, argv, check=check)
 
     def links(self) -> str:
         return run(["ip", "-n", self.netns, "-o", "link", "show"]).stdout
@@ -153,141 +103,18 @@ class FakeHost:
         assert m, f"no counting rule for {subnet}.0/24:\n{out}"
         return int(m.group(1))
 
-    def start_dockerd(self, timeout: float = 30) -> None:
-        for sub in ("data", "exec", "client"):
-            (self.tmp / sub).mkdir(parents=True, exist_ok=True)
-        (self.tmp / "daemon.json").write_text("{}\n")
-        # A private mount namespace: dockerd and its containerd create /run/docker/plugins,
-        # /opt/containerd/{bin,lib} and /etc/docker/key.json whatever their flags say; tmpfs mounts that
-        # only they see keep those off the host, and vanish with them.
-        script = textwrap.dedent(
-            f"""\
-            set -e
-            mount -t tmpfs -o mode=755 tmpfs /run
-            mount -t tmpfs -o mode=755 tmpfs /opt
-            mount -t tmpfs -o mode=755 tmpfs /etc/docker
-            exec dockerd --data-root {self.tmp}/data --exec-root {self.exec_root} \\
-                --pidfile {self.tmp}/docker.pid -H unix://{self.sock} --config-file {self.tmp}/daemon.json
-            """
-        )
-        # setpriv, nsenter, unshare and sh all exec: the Popen pid *is* dockerd's, and pdeathsig kills it
-        # should this test process die without its teardown.
-        argv = [
-            "setpriv", "--pdeathsig", "KILL",
-            "nsenter", f"--net=/run/netns/{self.netns}",
-            "unshare", "--mount", "--propagation", "private",
-            "sh", "-c", script,
-        ]  # fmt: skip
-        with open(self.log, "wb") as log:
-            self.proc = subprocess.Popen(
-                argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=CLEAN_ENV,
-                start_new_session=True,
-            )  # fmt: skip
-        self.dockerd_pid = self.proc.pid
-        deadline = time.monotonic() + timeout
-        while self.docker("info", check=False).returncode != 0:
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                raise HarnessError(f"dockerd did not answer within {timeout}s:\n{self.log.read_text()[-3000:]}")
-            time.sleep(0.1)
-        while not self.containerd and time.monotonic() < deadline:
-            self.containerd = [p for p in _children(self.proc.pid) if proc_comm(p) == "containerd"]
-            time.sleep(0.05)
-
-    def stop_dockerd(self, timeout: float = 20) -> list[str]:
-        """SIGTERM our dockerd by its pid (SIGKILL if it hangs); report whatever outlives it."""
-        problems: list[str] = []
-        if self.proc is not None and self.proc.poll() is None:
-            os.kill(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                problems.append(f"dockerd {self.proc.pid} ignored SIGTERM for {timeout}s")
-                self.proc.kill()
-                self.proc.wait(timeout=5)
-        deadline = time.monotonic() + 10
-        while any(proc_alive(p) for p in self.containerd) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        problems += [f"containerd {p} outlived dockerd" for p in self.containerd if proc_alive(p)]
-        return problems
-
-    def destroy(self) -> list[str]:
-        problems = self.stop_dockerd()
-        left = pids_in_netns(self.netns)
-        if left:
-            problems.append(f"processes {left} still ran in {self.netns}")
-            _kill_all(left)
-        problems += _remove_fake_host(self.netns, self.tmp)
-        return problems
-
-
-def _children(pid: int) -> list[int]:
-    """Children of every thread of pid: Go forks from whichever thread runs the goroutine, so the main
-    thread's /proc/pid/task/pid/children alone misses some."""
-    found: set[int] = set()
-    try:
-        tids = os.listdir(f"/proc/{pid}/task")
-    except FileNotFoundError:
-        return []
-    for tid in tids:
-        try:
-            found.update(int(c) for c in Path(f"/proc/{pid}/task/{tid}/children").read_text().split())
-        except (FileNotFoundError, ProcessLookupError):
-            continue
-    return sorted(found)
-
-
-def _kill_all(pids: list[int]) -> None:
-    for pid in pids:  # only ever processes inside a fake-host netns this test created
-        sigkill(pid)
-
-
-def _remove_fake_host(netns: str, tmp: Path) -> list[str]:
-    problems = []
-    if Path("/run/netns", netns).exists():
-        run(["ip", "netns", "del", netns], check=False)
-    if Path("/run/netns", netns).exists():
-        problems.append(f"netns {netns} survived")
-    # dockerd's mounts lived in its private mount namespace: nothing is mounted under tmp on the host.
-    shutil.rmtree(tmp, ignore_errors=True)
-    if tmp.exists():
-        problems.append(f"dir {tmp} survived")
-    return problems
-
-
-def _sweep_dead_fake_hosts() -> None:
-    """Fake hosts whose owning test process died (SIGKILL skips fixture teardown)."""
-    names = os.listdir("/run/netns") if Path("/run/netns").exists() else []
-    for name in names:
-        m = FAKE_HOST_RE.match(name)
-        if m is None or proc_alive(int(m.group(1))):
-            continue
-        _kill_all(pids_in_netns(name))
-        _remove_fake_host(name, Path(tempfile.gettempdir()) / name)
-
 
 @pytest.fixture(scope="module")
 def host_before() -> dict[str, object]:
-    return _host_state()
+    return host_state()
 
 
 @pytest.fixture(scope="module")
 def fake_host(host_before: dict[str, object]) -> Iterator[FakeHost]:
-    require_tools(DOCKER_TOOLS)
-    if not Path("/etc/docker").is_dir():
-        raise HarnessError("/etc/docker is missing: install Debian's docker.io (dockerd's private tmpfs goes there)")
-    _sweep_dead_fake_hosts()
-    name = f"hsfwh{os.getpid()}-{secrets.token_hex(3)}"
-    host = FakeHost(netns=name, tmp=Path(tempfile.gettempdir()) / name)
-    try:
-        host.tmp.mkdir(mode=0o700)
-        run(["ip", "netns", "add", name])
-        run(["ip", "-n", name, "link", "set", "lo", "up"])
-        host.start_dockerd()
-        yield host
-    finally:
-        problems = host.destroy()
-        if problems:
-            pytest.fail("fake host teardown left debris: " + "; ".join(problems))
+    # Teardown (dockerd stopped by pid, its containerd gone, nothing left in the netns, netns and temp dir
+    # removed) raises on any debris; fake_host_netns first sweeps what dead runs left.
+    with fake_host_netns() as netns, Dockerd(netns) as dockerd:
+        yield FakeHost(netns, dockerd)
 
 
 def _node_connects(node_from: Node, address: str, seconds: int = 3) -> int:
@@ -300,37 +127,28 @@ def _node_connects(node_from: Node, address: str, seconds: int = 3) -> int:
 
 
 def test_fake_host_runs_a_real_dockerd_with_default_iptables(fake_host: FakeHost) -> None:
-    assert fake_host.proc is not None
+    dockerd = fake_host.dockerd
+    assert dockerd.pid is not None
     # The pid we hold is dockerd itself, and its pid file and data root are ours (the host's default
     # paths are checked by the last test).
-    assert proc_comm(fake_host.proc.pid) == "dockerd"
-    assert (fake_host.tmp / "docker.pid").read_text().strip() == str(fake_host.proc.pid)
-    info = fake_host.docker("info", "--format", "{{.DockerRootDir}} {{.ServerVersion}}").stdout.split()
-    assert info[0] == str(fake_host.tmp / "data"), info
+    assert proc_comm(dockerd.pid) == "dockerd"
+    assert dockerd.pidfile.read_text().strip() == str(dockerd.pid)
+    info = dockerd.docker("info", "--format", "{{.DockerRootDir}} {{.ServerVersion}}").stdout.split()
+    assert info[0] == str(dockerd.data_root), info
     # Its containerd is its child, in the fake host's netns, and keeps its files under our exec root.
-    assert fake_host.containerd, f"no containerd child of dockerd {fake_host.proc.pid}"
-    for pid in fake_host.containerd:
+    assert dockerd.containerd, f"no containerd child of dockerd {dockerd.pid}"
+    for pid in dockerd.containerd:
         assert pid in pids_in_netns(fake_host.netns)
-        assert str(fake_host.exec_root) in Path(f"/proc/{pid}/cmdline").read_text()
+        assert str(dockerd.exec_root) in Path(f"/proc/{pid}/cmdline").read_text()
 
     # dockerd's default iptables handling, in the fake host only.
-    forward = fake_host.nsrun(["iptables", "-S", "FORWARD"]).stdout
-    assert "-P FORWARD DROP" in forward.splitlines(), forward
-    assert "-A FORWARD -j DOCKER-USER" in forward
+    assert dockerd.forward_policy() == "DROP"
+    assert "-A FORWARD -j DOCKER-USER" in fake_host.nsrun(["iptables", "-S", "FORWARD"]).stdout
     assert "docker0" in fake_host.links()
 
-    # br_netfilter's sysctls are per netns on this kernel: before they were (Linux < 5.3) they existed in
-    # the initial namespace only, so the file existing inside a namespace of ours proves it, without
-    # writing anything. Only then may it be enabled, and only inside the fake host.
-    present = fake_host.nsrun(["test", "-e", BRIDGE_NF], check=False).returncode == 0
-    if not present:
-        raise HarnessError(
-            f"{BRIDGE_NF} does not exist inside a network namespace: br_netfilter is not loaded or its "
-            "sysctls are not per netns; loading a kernel module would change the real host, so fail"
-        )
-    if fake_host.nsrun(["cat", BRIDGE_NF]).stdout.strip() != "1":
-        fake_host.nsrun(["sh", "-c", f"echo 1 > {BRIDGE_NF}"])
-    assert fake_host.nsrun(["cat", BRIDGE_NF]).stdout.strip() == "1"
+    # br_netfilter's sysctls are per netns on this kernel (bridge_nf_call_iptables fails otherwise, without
+    # writing anything); only then may it be enabled, and only inside the fake host.
+    assert bridge_nf_call_iptables(fake_host.netns, enable=True) == "1"
 
 
 # --- 2. negative control: the old topology is broken by that firewall ------------------------------------
@@ -401,7 +219,7 @@ def test_switch_namespace_survives_a_firewalled_host(fake_host: FakeHost) -> Non
         assert sorted(out.split()) == ["node2", "node3"]
 
         # The firewall is still there, and not one node<->node packet went through it.
-        assert "-P FORWARD DROP" in fake_host.nsrun(["iptables", "-S", "FORWARD"]).stdout
+        assert fake_host.dockerd.forward_policy() == "DROP"
         assert fake_host.forwarded(c.subnet) == 0
     assert not Path("/run/netns", c.switch_netns).exists(), "the switch namespace survived close()"
     assert f" {c.uplink}@" not in fake_host.links(), "the uplink survived close()"
@@ -412,10 +230,11 @@ def test_switch_namespace_survives_a_firewalled_host(fake_host: FakeHost) -> Non
 
 
 def test_dockerd_stops_by_pid_and_the_host_is_untouched(fake_host: FakeHost, host_before: dict[str, object]) -> None:
-    assert fake_host.dockerd_pid is not None
-    dockerd, containerd = fake_host.dockerd_pid, list(fake_host.containerd)
-    assert fake_host.stop_dockerd() == []
-    assert not proc_alive(dockerd), "dockerd survived"
+    dockerd = fake_host.dockerd
+    assert dockerd.pid is not None
+    pid, containerd = dockerd.pid, list(dockerd.containerd)
+    assert dockerd.stop() == []
+    assert not proc_alive(pid), "dockerd survived"
     assert not any(proc_alive(p) for p in containerd), "containerd survived"
     assert pids_in_netns(fake_host.netns) == [], "something still runs in the fake host"
-    assert _host_state() == host_before, "the real host's firewall, sysctls or docker paths changed"
+    assert host_state() == host_before, "the real host's firewall, sysctls or docker paths changed"
