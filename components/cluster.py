@@ -9,11 +9,12 @@ from typing import Any
 import pulumi
 import pulumi_libvirt as libvirt
 
-from components.hosts import ClusterHosts, ClusterHostsArgs
+from components.dns import ClusterDns, ClusterDnsArgs
 from components.identity import token, with_aliases
 from components.images import ImageStore, ImageStoreArgs
 from components.network import ClusterNetwork, ClusterNetworkArgs
 from components.node import ComputeNode, Controller, DataDisk, Node, NodeArgs, StorageNode
+from components.packages import NodePackages, NodePackagesArgs
 from components.remote import node_access
 from components.slurm import SlurmCluster, SlurmClusterArgs
 from config.models import ClusterSpec
@@ -21,7 +22,9 @@ from config.topology import NodePlan, Role, plan_nodes
 from render.access import ssh_route
 from render.cloudinit import render_meta_data, render_network_config, render_user_data
 from render.domain_xslt import render_domain_xslt
+from render.names import cluster_names, uses_controller_dns
 from render.placement import data_disk_suffixes, plan_placement
+from render.slurm import controller
 
 ROLE_COMPONENT: dict[Role, type[Node]] = {
     Role.CONTROLLER: Controller,
@@ -46,12 +49,15 @@ class HpcCluster(pulumi.ComponentResource):
     nodes: dict[str, Node]
     summary: dict[str, Any]
 
+    def _child(self) -> pulumi.ResourceOptions:
+        return pulumi.ResourceOptions(parent=self)
+
     def __init__(self, name: str, args: HpcClusterArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__(token("HpcCluster"), name, None, with_aliases("HpcCluster", opts))
         spec = args.spec
         plans = plan_nodes(spec)
         tunings = plan_placement(spec)  # pinning, NUMA and hugepages need every VM of a host at once
-        dns_hosts = tuple((n.name, n.mgmt_ip) for n in plans)
+        dns_hosts = tuple(cluster_names(plans))
         mgmt_mode = spec.networks.management.mode
 
         providers: dict[str, libvirt.Provider] = {}
@@ -98,14 +104,12 @@ class HpcCluster(pulumi.ComponentResource):
             )
 
         access = {plan.name: node_access(spec, plan, self.nodes[plan.name], args.ssh_private_key) for plan in plans}
-        self.hosts = ClusterHosts(
-            f"{name}-hosts", ClusterHostsArgs(spec, plans, access), pulumi.ResourceOptions(parent=self)
-        )
-        self.slurm = SlurmCluster(
-            f"{name}-slurm",
-            SlurmClusterArgs(spec, plans, access, dict(self.hosts.files)),
-            pulumi.ResourceOptions(parent=self),
-        )
+        packages = NodePackages(f"{name}-packages", NodePackagesArgs(spec, plans, access), self._child())
+        access = packages.access  # from here on, every Command waits for its node's packages
+        ctl = controller(plans)
+        if uses_controller_dns(spec):
+            ClusterDns(f"{name}-dns", ClusterDnsArgs(spec, plans, ctl, access[ctl.name]), self._child())
+        self.slurm = SlurmCluster(f"{name}-slurm", SlurmClusterArgs(spec, plans, access), self._child())
 
         self.summary = {
             plan.name: {

@@ -33,7 +33,8 @@ TYPES: dict[str, ComponentType] = {
         "Controller",
         "ComputeNode",
         "StorageNode",
-        "ClusterHosts",
+        "NodePackages",
+        "ClusterDns",
         "SlurmCluster",
     )
 }

@@ -76,6 +76,7 @@ class NodeAccess:
     connection: remote.ConnectionArgs
     instance: pulumi.Output[str]
     vm: Node
+    after: tuple[pulumi.Resource, ...] = ()  # what every Command on the node waits for (its packages)
 
 
 def node_access(spec: ClusterSpec, node: NodePlan, vm: Node, private_key: pulumi.Input[str] | None) -> NodeAccess:
@@ -108,7 +109,7 @@ def push_file(
         triggers=[trigger, node.instance],
         # No delete: a replacement is created before the old one is deleted, and must not remove the new file.
         logging=remote.Logging.STDERR,
-        opts=pulumi.ResourceOptions(parent=parent, depends_on=[node.vm, *depends_on]),
+        opts=pulumi.ResourceOptions(parent=parent, depends_on=[node.vm, *node.after, *depends_on]),
     )
 
 
@@ -130,5 +131,5 @@ def run_script(
         create=run_command(script_path, node.user, args),
         delete=delete,
         triggers=[*triggers, node.instance],
-        opts=pulumi.ResourceOptions(parent=parent, depends_on=[node.vm, *depends_on]),
+        opts=pulumi.ResourceOptions(parent=parent, depends_on=[node.vm, *node.after, *depends_on]),
     )

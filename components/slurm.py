@@ -19,7 +19,6 @@ from render.slurm import controller, render_slurmdbd_conf
 from render.slurm_deploy import (
     MUNGE_KEY,
     MUNGE_KEY_BYTES,
-    PACKAGES_STEP,
     SLURMDBD_CONF,
     Step,
     ordered_steps,
@@ -31,8 +30,7 @@ from render.slurm_deploy import (
 class SlurmClusterArgs:
     spec: ClusterSpec
     nodes: list[NodePlan]
-    access: dict[str, NodeAccess]  # node name -> how Commands reach it (connection, VM identity)
-    hosts_files: dict[str, pulumi.Resource]  # node name -> its /etc/hosts push: SLURM needs every peer to resolve
+    access: dict[str, NodeAccess]  # node name -> how Commands reach it (connection, VM identity, packages)
 
 
 class SlurmCluster(pulumi.ComponentResource):
@@ -84,19 +82,9 @@ class SlurmCluster(pulumi.ComponentResource):
             node = node_slurm.node.name
             access = args.access[node]
             files[node], hashes[node] = {}, {}
-            # The packages first: the other files belong to users and directories they create (munge, slurm).
-            install = next(s for s in node_slurm.steps if s.name == PACKAGES_STEP)
-            slug = install.script.path.strip("/").replace("/", "-").replace(".", "-")
-            files[node][install.script.path] = push_file(
-                f"{name}-{node}-{slug}", install.script, access, self, depends_on=[args.hosts_files[node]]
-            )
-            steps[install.key] = script_step(install)
-            ready = [args.hosts_files[node], steps[install.key]]
             for file in node_slurm.files:
-                if file.path in files[node]:
-                    continue
                 slug = file.path.strip("/").replace("/", "-").replace(".", "-")
-                files[node][file.path] = push_file(f"{name}-{node}-{slug}", file, access, self, depends_on=ready)
+                files[node][file.path] = push_file(f"{name}-{node}-{slug}", file, access, self)
                 hashes[node][file.path] = content_hash(file.content)
             for path in node_slurm.secret_paths:
                 template, value = secret_files[path]
@@ -107,14 +95,12 @@ class SlurmCluster(pulumi.ComponentResource):
                     access,
                     self,
                     content=value,
-                    depends_on=ready,
                     base64=path == MUNGE_KEY,
                 )
                 hashes[node][path] = pulumi.Output.secret(pulumi.Output.from_input(value).apply(content_hash))
 
         for step in ordered_steps(plan):
-            if step.key not in steps:
-                steps[step.key] = script_step(step)
+            steps[step.key] = script_step(step)
 
         canary = steps.get(f"{controller(nodes).name}:canary")
         self.canary = canary.stdout.apply(_parse_canary) if canary is not None else None

@@ -24,11 +24,9 @@ from config.slurm_facts import (
     PARTITION_OPTION_RULES,
     Rule,
 )
-from config.topology import NodePlan, Role, assign_gpus, plan_nodes
+from config.topology import INTERCONNECT_SUFFIX, NodePlan, Role, assign_gpus, plan_nodes
 from config.types import HOSTNAME_MAX
 
-# Suffixes of the names each node also answers to (render/cloudinit.py's hosts entries).
-NODE_ALIAS_SUFFIXES = ("-ib",)
 MIN_REAL_MEMORY_MIB = 256  # below this SLURM's RealMemory cannot run a job; render/slurm.py uses it too
 
 Check = Callable[[ClusterSpec, list[NodePlan]], Iterable[Finding]]
@@ -64,12 +62,12 @@ def unique_names(spec: ClusterSpec, nodes: list[NodePlan]) -> Iterator[Finding]:
     seen: dict[str, str] = {}
     domain = spec.networks.management.domain
     for node in nodes:
-        longest = node.name + max(NODE_ALIAS_SUFFIXES, key=len)
+        longest = node.ic_name
         if len(longest) > HOSTNAME_MAX:
             yield Finding(
                 f"{node.path}.name",
                 f"node {node.name!r} also answers to {longest!r}, which is longer than {HOSTNAME_MAX} characters",
-                f"shorten the name to at most {HOSTNAME_MAX - len(max(NODE_ALIAS_SUFFIXES, key=len))} characters",
+                f"shorten the name to at most {HOSTNAME_MAX - len(INTERCONNECT_SUFFIX)} characters",
             )
         elif len(f"{longest}.{domain}") > 253:
             yield Finding(

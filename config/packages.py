@@ -18,6 +18,7 @@ ROLE_PACKAGES: dict[Role, tuple[str, ...]] = {
     Role.STORAGE: (),
 }
 ACCOUNTING_PACKAGES = ("mariadb-server", "slurmdbd")  # controller, when slurm.accounting.enabled
+DNS_PACKAGES = ("dnsmasq",)  # controller, when it serves the cluster's names (bridged management network)
 
 
 def packages_for(spec: ClusterSpec, node: NodePlan) -> tuple[str, ...]:
@@ -25,9 +26,12 @@ def packages_for(spec: ClusterSpec, node: NodePlan) -> tuple[str, ...]:
     wanted = set(ROLE_PACKAGES[node.role])
     if node.role is Role.CONTROLLER and spec.slurm.accounting.enabled:
         wanted.update(ACCOUNTING_PACKAGES)
+    if node.role is Role.CONTROLLER and spec.networks.management.mode == "bridge":
+        wanted.update(DNS_PACKAGES)
     return tuple(sorted(wanted))
 
 
 def every_package() -> tuple[str, ...]:
     """Everything any role may need: what a test image or an all-in-one image carries."""
-    return tuple(sorted({p for pkgs in ROLE_PACKAGES.values() for p in pkgs} | set(ACCOUNTING_PACKAGES)))
+    extras = (*ACCOUNTING_PACKAGES, *DNS_PACKAGES)
+    return tuple(sorted({p for pkgs in ROLE_PACKAGES.values() for p in pkgs} | set(extras)))

@@ -14,6 +14,8 @@ from config.models import ClusterSpec, Gpu, VmTopology
 from config.models.nodes import VmSpec
 
 COMPUTE_FIRST_OFFSET = 100
+# A node answers to its name on the management network and to <name>-ib on the interconnect.
+INTERCONNECT_SUFFIX = "-ib"
 
 
 class Role(enum.StrEnum):
@@ -43,6 +45,10 @@ class NodePlan:
     data_disks_gib: tuple[int, ...] = ()
     path: str = ""  # where in the stack file this node comes from, for findings
     features: tuple[str, ...] = field(default=())
+
+    @property
+    def ic_name(self) -> str:
+        return self.name + INTERCONNECT_SUFFIX
 
 
 def node_name(group: str, index: int, count: int) -> str:

@@ -6,6 +6,7 @@ from config.models import ClusterSpec
 from config.topology import NodePlan
 from render.common import dump_yaml
 from render.hostkeys import HostKey
+from render.names import node_resolvers
 
 MGMT_IFACE = "mgmt0"
 IC_IFACE = "hpc0"
@@ -18,24 +19,18 @@ PermitRootLogin prohibit-password
 """
 
 
-def render_hosts_file(spec: ClusterSpec, nodes: list[NodePlan]) -> str:
-    """/etc/hosts with every node: SLURM and BeeGFS need each peer to resolve, whatever DNS there is.
-    Pushed by a Command (components/hosts.py), not by cloud-init, which writes files only at first boot."""
-    domain = spec.networks.management.domain
-    lines = ["# Managed by hyperscaler: every node of the cluster.", *_LOCALHOST]
-    lines += [f"{n.mgmt_ip}\t{n.name}.{domain}\t{n.name}" for n in nodes]
-    lines += [f"{n.ic_ip}\t{n.name}-ib.{domain}\t{n.name}-ib" for n in nodes]
-    return "\n".join(lines) + "\n"
-
-
 _LOCALHOST = ["127.0.0.1\tlocalhost", "::1\tlocalhost ip6-localhost ip6-loopback", ""]
 
 
 def _first_boot_hosts(spec: ClusterSpec, node: NodePlan) -> str:
-    """Only the node itself: user-data must not depend on the other nodes, or adding a node would change
-    every node's cloud-init disk."""
+    """Only the node itself: the other nodes' names come from DNS (render/names.py), so adding a node
+    changes no other node's cloud-init disk or files."""
     domain = spec.networks.management.domain
-    return "\n".join([*_LOCALHOST, f"{node.mgmt_ip}\t{node.name}.{domain}\t{node.name}"]) + "\n"
+    own = [
+        f"{node.mgmt_ip}\t{node.name}.{domain}\t{node.name}",
+        f"{node.ic_ip}\t{node.ic_name}.{domain}\t{node.ic_name}",
+    ]
+    return "\n".join([*_LOCALHOST, *own]) + "\n"
 
 
 def render_user_data(spec: ClusterSpec, node: NodePlan, host_key: HostKey) -> str:
@@ -110,7 +105,7 @@ def render_network_config(spec: ClusterSpec, node: NodePlan) -> str:
                 "addresses": [f"{node.mgmt_ip}/{mgmt.network.prefixlen}"],
                 # "0.0.0.0/0", not "default": cloud-init 22.4 (Debian 12) rejects "default" and brings no interface up
                 "routes": [{"to": "0.0.0.0/0", "via": mgmt.gateway_address}],
-                "nameservers": {"addresses": mgmt.resolvers, "search": [mgmt.domain]},
+                "nameservers": {"addresses": node_resolvers(spec, node), "search": [mgmt.domain]},
                 "mtu": mgmt.mtu,
             },
             IC_IFACE: {

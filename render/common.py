@@ -9,6 +9,8 @@ from typing import Any, TypeVar
 
 import yaml
 
+HEADER_NOTE = "# Managed by hyperscaler"  # first words of every file it writes; scripts look for them
+
 
 def key_values(pairs: Mapping[str, Any] | Iterable[tuple[str, Any]], sep: str = "=", joiner: str = "\n") -> str:
     """The one `key=value` formatter: booleans as yes/no, lists comma-joined, None dropped."""

@@ -24,6 +24,7 @@ SLURMCTLD_PORT = 6817
 SLURMD_PORT = 6818
 SLURMDBD_PORT = 6819
 MIN_REAL_MEMORY_MIB = 256
+CONFIGLESS = "enable_configless"
 
 
 @dataclass(frozen=True)
@@ -176,27 +177,57 @@ def global_options(spec: ClusterSpec, nodes: list[NodePlan]) -> dict[str, object
     # instead of adding a second, conflicting line.
     user = {OPTION_NAMES.get(k.lower(), k): v for k, v in spec.slurm.options.items()}
     assert all(OPTION_NAMES.get(k.lower(), k) == k for k in defaults), "defaults use slurm.conf(5) spelling"
+    # Configless: slurmd fetches slurm.conf, gres.conf and cgroup.conf from slurmctld, so only the
+    # controller holds the files and a change reaches every node without touching it (docs/slurm.md).
+    extra = [p for p in str(user.pop("SlurmctldParameters", "")).split(",") if p and p != CONFIGLESS]
+    user["SlurmctldParameters"] = ",".join([CONFIGLESS, *extra])
     merged = {**defaults, **user, **owned}
     return {k: merged[k] for k in sorted(merged, key=str.lower) if merged[k] is not None}
+
+
+def _hardware(cls: NodeClass) -> list[tuple[str, object]]:
+    """What SLURM is told about each node of a class, apart from its name and address."""
+    return [
+        ("CPUs", cls.cpus),
+        ("Boards", 1),
+        ("SocketsPerBoard", cls.sockets),
+        ("CoresPerSocket", cls.cores),
+        ("ThreadsPerCore", cls.threads),
+        ("RealMemory", cls.real_memory),
+        ("Gres", cls.gres),
+        ("Features", ",".join(cls.features)),
+    ]
+
+
+def _gres_devices(cls: NodeClass) -> list[list[tuple[str, object]]]:
+    """One gres.conf entry (without NodeName) per GPU type of a class, with its device files."""
+    entries: list[list[tuple[str, object]]] = []
+    index = 0
+    for entry in (cls.gres or "").split(",") if cls.gres else []:
+        _, gtype, count = entry.split(":")
+        n = int(count)
+        files = f"/dev/nvidia{index}" if n == 1 else f"/dev/nvidia[{index}-{index + n - 1}]"
+        entries.append([("Name", "gpu"), ("Type", gtype), ("File", files)])
+        index += n
+    return entries
+
+
+def node_definitions(spec: ClusterSpec, nodes: list[NodePlan]) -> dict[str, str]:
+    """{compute node: its own hardware and GRES as SLURM sees them}: what restarting its slurmd puts into
+    effect. It does not name the other nodes, so adding a node leaves every other node's definition alone."""
+    out = {}
+    for cls in node_classes(spec, nodes):
+        text = key_values(_hardware(cls), joiner=" ")
+        text += "".join("\n" + key_values(e, joiner=" ") for e in _gres_devices(cls))
+        out.update(dict.fromkeys(cls.names, text))
+    return out
 
 
 def render_slurm_conf(spec: ClusterSpec, nodes: list[NodePlan]) -> str:
     lines = [HEADER, key_values(global_options(spec, nodes)), "", "# Nodes: one line per compute group"]
     for cls in node_classes(spec, nodes):
-        pairs: list[tuple[str, object]] = [
-            ("NodeName", cls.hostlist),
-            ("NodeAddr", ",".join(cls.addresses)),
-            ("CPUs", cls.cpus),
-            ("Boards", 1),
-            ("SocketsPerBoard", cls.sockets),
-            ("CoresPerSocket", cls.cores),
-            ("ThreadsPerCore", cls.threads),
-            ("RealMemory", cls.real_memory),
-            ("Gres", cls.gres),
-            ("Features", ",".join(cls.features)),
-            ("State", "UNKNOWN"),
-        ]
-        lines.append(key_values(pairs, joiner=" "))
+        pairs = [("NodeName", cls.hostlist), ("NodeAddr", ",".join(cls.addresses)), *_hardware(cls)]
+        lines.append(key_values([*pairs, ("State", "UNKNOWN")], joiner=" "))
     lines += ["", "# Partitions"]
     parts = partitions(spec, nodes)
     any_default = any(p.default for p in parts)
@@ -204,13 +235,13 @@ def render_slurm_conf(spec: ClusterSpec, nodes: list[NodePlan]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def restart_key_lines(conf: str) -> list[str]:
+def restart_key_lines(conf: str, with_nodes: bool = True) -> list[str]:
     """The lines of slurm.conf whose change needs slurmctld/slurmd restarted, not just reconfigured:
-    node definitions and the restart-class keys."""
+    the restart-class keys, and the node definitions unless `with_nodes` is False."""
     out = []
     for line in conf.splitlines():
         key = line.split("=", 1)[0].strip().lower()
-        if key == "nodename" or key in RESTART_KEYS:
+        if (with_nodes and key == "nodename") or key in RESTART_KEYS:
             out.append(line)
     return out
 
@@ -220,17 +251,7 @@ def render_gres_conf(spec: ClusterSpec, nodes: list[NodePlan]) -> str:
     from 0 in PCI order. Count-only lines are not used: slurmd drops file-less GPUs and the node goes INVAL."""
     lines = [HEADER.rstrip("\n")]
     for cls in node_classes(spec, nodes):
-        if not cls.gres:
-            continue
-        index = 0
-        for entry in cls.gres.split(","):
-            _, gtype, count = entry.split(":")
-            n = int(count)
-            files = f"/dev/nvidia{index}" if n == 1 else f"/dev/nvidia[{index}-{index + n - 1}]"
-            lines.append(
-                key_values([("NodeName", cls.hostlist), ("Name", "gpu"), ("Type", gtype), ("File", files)], joiner=" ")
-            )
-            index += n
+        lines += [key_values([("NodeName", cls.hostlist), *entry], joiner=" ") for entry in _gres_devices(cls)]
     return "\n".join(lines) + "\n"
 
 

@@ -11,18 +11,19 @@ from dataclasses import dataclass, field
 import hostlist
 
 from config.models import ClusterSpec
-from config.packages import packages_for
 from config.topology import NodePlan
 from render.common import RenderedFile, content_hash, in_dependency_order
 from render.placement import data_disk_serial
 from render.remote import render_script
 from render.slurm import (
     SLURM_ETC,
+    SLURMCTLD_PORT,
     STATE_MOUNT,
     STATE_SAVE,
     compute_nodes,
     controller,
     gpu_types,
+    node_definitions,
     partitions,
     render_cgroup_conf,
     render_gres_conf,
@@ -31,13 +32,13 @@ from render.slurm import (
 )
 
 MUNGE_KEY = "/etc/munge/munge.key"
+SLURMD_DEFAULTS = "/etc/default/slurmd"
 SLURMDBD_CONF = f"{SLURM_ETC}/slurmdbd.conf"
 MARIADB_CNF = "/etc/mysql/mariadb.conf.d/60-hyperscaler.cnf"
 MYSQL_DATADIR = f"{STATE_MOUNT}/mysql"
 STATE_SERIAL = data_disk_serial("state")  # the guest sees /dev/disk/by-id/virtio-<serial>
 MUNGE_KEY_BYTES = 128  # what `mungekey` generates by default (1024 bits)
 CANARY_TIMEOUT_S = 300
-PACKAGES_STEP = "packages"
 
 
 @dataclass(frozen=True)
@@ -107,7 +108,6 @@ def slurm_plan(spec: ClusterSpec, nodes: list[NodePlan]) -> list[NodeSlurm]:
     """Controller first, then compute nodes. Storage nodes run no SLURM daemon."""
     confs = config_files(spec, nodes)
     slurm_conf = confs[f"{SLURM_ETC}/slurm.conf"].content
-    gres_conf = confs[f"{SLURM_ETC}/gres.conf"].content
     cgroup_conf = confs[f"{SLURM_ETC}/cgroup.conf"].content
     ctl = controller(nodes)
     computes = compute_nodes(nodes)
@@ -125,7 +125,6 @@ def slurm_plan(spec: ClusterSpec, nodes: list[NodePlan]) -> list[NodeSlurm]:
 
     ctl_files = [*confs.values(), munge]
     ctl_steps = [
-        packages_step(spec, ctl),
         Step(
             ctl.name,
             "state-volume",
@@ -137,9 +136,8 @@ def slurm_plan(spec: ClusterSpec, nodes: list[NodePlan]) -> list[NodeSlurm]:
                     "STATE_MOUNT": STATE_MOUNT,
                 },
             ),
-            after=(PACKAGES_STEP,),
         ),
-        Step(ctl.name, "munge", munge, applies=(MUNGE_KEY,), after=(PACKAGES_STEP,)),
+        Step(ctl.name, "munge", munge, applies=(MUNGE_KEY,)),
     ]
     secret_paths = [MUNGE_KEY]
     slurmctld_after = ["state-volume", "munge"]
@@ -228,31 +226,30 @@ def slurm_plan(spec: ClusterSpec, nodes: list[NodePlan]) -> list[NodeSlurm]:
             ctl_files.append(step.script)
     result = [NodeSlurm(ctl, tuple(ctl_files), tuple(secret_paths), tuple(ctl_steps))]
 
+    # Compute nodes hold no SLURM file: slurmd fetches them from slurmctld (configless). What restarts a
+    # slurmd is only what it puts into effect on its own node (its hardware and GRES, cgroup.conf, the
+    # restart-class keys): adding or removing another node changes none of it.
+    global_restart = "\n".join(restart_key_lines(slurm_conf, with_nodes=False))
+    definitions = node_definitions(spec, nodes)
+    options = slurmd_options(ctl)
     for node in computes:
-        node_line = next(
-            (
-                line
-                for line in slurm_conf.splitlines()
-                if line.startswith("NodeName=")
-                and node.name in hostlist.expand_hostlist(line.split()[0].split("=", 1)[1])
-            ),
-            "",
-        )
-        key = restart_key(node_line, gres_conf, cgroup_conf, "\n".join(restart_key_lines(slurm_conf)))
-        slurmd = render_script("slurmd", {"RESTART_KEY": key})
-        install = packages_step(spec, node)
+        key = restart_key(definitions[node.name], cgroup_conf, global_restart)
+        slurmd = render_script("slurmd", {"RESTART_KEY": key, "STALE_FILES": " ".join(conf_paths)})
         steps = (
-            install,
-            Step(node.name, "munge", munge, applies=(MUNGE_KEY,), after=(PACKAGES_STEP,)),
-            Step(node.name, "slurmd", slurmd, needs=conf_paths, after=("munge", f"{ctl.name}:slurmctld")),
+            Step(node.name, "munge", munge, applies=(MUNGE_KEY,)),
+            Step(node.name, "slurmd", slurmd, applies=(SLURMD_DEFAULTS,), after=("munge", f"{ctl.name}:slurmctld")),
         )
-        result.append(NodeSlurm(node, (*confs.values(), install.script, munge, slurmd), (MUNGE_KEY,), steps))
+        result.append(NodeSlurm(node, (options, munge, slurmd), (MUNGE_KEY,), steps))
     return result
 
 
-def packages_step(spec: ClusterSpec, node: NodePlan) -> Step:
-    """The node's role packages, installed when its image lacks them (config/packages.py)."""
-    return Step(node.name, PACKAGES_STEP, render_script("packages", {"PACKAGES": " ".join(packages_for(spec, node))}))
+def slurmd_options(ctl: NodePlan) -> RenderedFile:
+    """/etc/default/slurmd, which Debian's slurmd.service reads: fetch the configuration from slurmctld."""
+    text = (
+        "# Managed by hyperscaler: slurmd fetches slurm.conf, gres.conf and cgroup.conf from slurmctld.\n"
+        f'SLURMD_OPTIONS="--conf-server {ctl.mgmt_ip}:{SLURMCTLD_PORT}"\n'
+    )
+    return RenderedFile(SLURMD_DEFAULTS, text)
 
 
 def ordered_steps(plan: list[NodeSlurm]) -> list[Step]:

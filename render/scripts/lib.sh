@@ -16,6 +16,7 @@ pidfile_of() {
   case "$1" in
     munge) echo /run/munge/munged.pid ;;
     mariadb) echo /run/mysqld/mysqld.pid ;;
+    dnsmasq) echo /run/dnsmasq/dnsmasq.pid ;;
     *) echo "/run/$1.pid" ;;
   esac
 }
@@ -48,8 +49,19 @@ start_direct() {
     mariadb)
       install -d -o mysql -g mysql -m 0755 /run/mysqld
       (setsid /usr/bin/mysqld_safe >/dev/null 2>&1 &) ;;
-    slurmctld | slurmd | slurmdbd)
+    slurmd)
+      # as Debian's slurmd.service does: options from /etc/default/slurmd
+      local SLURMD_OPTIONS=""
+      # shellcheck disable=SC1091
+      [ -r /etc/default/slurmd ] && . /etc/default/slurmd
+      # shellcheck disable=SC2086 # options are words
+      /usr/sbin/slurmd $SLURMD_OPTIONS ;;
+    slurmctld | slurmdbd)
       "/usr/sbin/$1" ;;
+    dnsmasq)
+      # as Debian's init script does: the configuration files of /etc/dnsmasq.d
+      install -d -m 0755 /run/dnsmasq
+      /usr/sbin/dnsmasq -7 /etc/dnsmasq.d,.dpkg-dist,.dpkg-old,.dpkg-new --pid-file=/run/dnsmasq/dnsmasq.pid ;;
     *) die "no direct start for $1" ;;
   esac
 }
@@ -71,6 +83,15 @@ svc_start() {
     systemctl enable --now "$1"
   elif ! svc_running "$1"; then
     start_direct "$1"
+  fi
+}
+
+# svc_reload NAME: ask the daemon to re-read its files (SIGHUP), without a restart.
+svc_reload() {
+  if have_systemd; then
+    systemctl reload "$1"
+  else
+    kill -HUP "$(cat "$(pidfile_of "$1")")"
   fi
 }
 

@@ -118,7 +118,9 @@ def test_dns_has_every_node(monitor: RecordingMonitor) -> None:
     records = build(monitor, spec)
     mgmt = next(r for r in records if r.name == "dev-ws1-net-mgmt").plain_inputs
     hosts = {(h["hostname"], h["ip"]) for h in mgmt["dns"]["hosts"]}
-    assert hosts == {(n.name, n.mgmt_ip) for n in plan_nodes(spec)}
+    nodes = plan_nodes(spec)
+    assert hosts == {(n.name, n.mgmt_ip) for n in nodes} | {(n.ic_name, n.ic_ip) for n in nodes}
+    assert not any(r.type == "hyperscaler:hpc:ClusterDns" for r in records)  # libvirt serves the names
     ic = next(r for r in records if r.name == "dev-ws1-net-ic").plain_inputs
     assert ic["mode"] == "none" and ic["mtu"] == 9000 and not ic["dhcp"]["enabled"]
 

@@ -104,20 +104,23 @@ def test_steps_wait_for_their_files_and_vms() -> None:
     urn = {n: r.urn for n, r in records.items()}
     slurmd = cmds["dev-slurm-cpu-01-slurmd"]
     for dep in (
-        "dev-slurm-cpu-01-etc-slurm-slurm-conf",
+        "dev-slurm-cpu-01-etc-default-slurmd",
         "dev-slurm-cpu-01-munge",
         "dev-slurm-controller-slurmctld",
         "dev-slurm-cpu-01-usr-local-libexec-hyperscaler-slurmd-sh",
+        "dev-packages-cpu-01",
     ):
         assert urn[dep] in slurmd.depends_on, dep
-    conf = cmds["dev-slurm-cpu-01-etc-slurm-slurm-conf"]
+    options = cmds["dev-slurm-cpu-01-etc-default-slurmd"]
     # depends_on a component means on every resource inside it: the files wait for the VM's Domain
-    assert urn["dev-cpu-01-domain"] in conf.depends_on
+    assert urn["dev-cpu-01-domain"] in options.depends_on
+    assert '--conf-server 10.77.0.10:6817"' in options.plain_inputs["stdin"]
+    assert content_hash(options.plain_inputs["stdin"]) in slurmd.plain_inputs["triggers"]
     reconfigure = cmds["dev-slurm-controller-reconfigure"]
     ctl_conf = cmds["dev-slurm-controller-etc-slurm-slurm-conf"]
     assert content_hash(ctl_conf.plain_inputs["stdin"]) in reconfigure.plain_inputs["triggers"]
-    assert content_hash(conf.plain_inputs["stdin"]) not in slurmd.plain_inputs["triggers"]
-    assert conf.plain_inputs["connection"]["host"] == "10.77.0.100"
+    # configless: compute nodes get no SLURM configuration file
+    assert not any(n.startswith("dev-slurm-cpu-01-etc-slurm-") for n in cmds)
 
 
 def test_removing_or_replacing_a_node_drains_it_before_its_vm_goes() -> None:
@@ -177,11 +180,11 @@ def test_packages_come_first_on_every_node() -> None:
                 todo += by_urn[dep].depends_on
         return False
 
-    for node in ("controller", "cpu-01", "cpu-02"):
-        install = cmds[f"dev-slurm-{node}-packages"]
+    for node in ("controller", "cpu-01", "cpu-02", "storage-01"):
+        install = cmds[f"dev-packages-{node}"]
         assert "packages.sh" in install.plain_inputs["create"]
         for name, rec in cmds.items():
-            if name.startswith(f"dev-slurm-{node}-") and not name.endswith(("-packages", "-packages-sh")):
+            if f"-{node}-" in name and not name.startswith("dev-packages-"):
                 assert waits_for(rec, install.urn), f"{name} does not wait for the packages of {node}"
-    script = cmds["dev-slurm-controller-usr-local-libexec-hyperscaler-packages-sh"].plain_inputs["stdin"]
+    script = cmds["dev-packages-controller-script"].plain_inputs["stdin"]
     assert "readonly PACKAGES='mariadb-server munge slurm-client slurmctld slurmdbd'" in script

@@ -89,12 +89,30 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
         yield live
 
 
-def test_adding_a_compute_node_drains_nothing(live: Live) -> None:
+# Every file the program manages on a node, with its content hash and modification time.
+MANAGED = (
+    "find /etc/munge /etc/default/slurmd /etc/slurm /usr/local/libexec/hyperscaler /var/lib/hyperscaler/applied "
+    "-type f -printf '%p %T@ ' -exec sha256sum {} \\; 2>/dev/null | sort"
+)
+
+
+def test_adding_a_compute_node_touches_only_it_and_the_controller(live: Live) -> None:
+    """Issue 15: the running job elsewhere survives, no node is drained, nothing on gpu-01 or gpu-02 is
+    rewritten (content and mtime), no SSH session reaches them, and the new node comes up idle."""
     running = live.job("gpu-01", 600)  # whole node: the default job takes all its memory
     live.wait_running(running)
     offset = live.log_size()
-    live.apply(count=3)
+    before = {n: live.on(n, MANAGED) for n in ("gpu-01", "gpu-02")}
+    slurmd = {n: live.on(n, "pgrep -x slurmd") for n in ("gpu-01", "gpu-02")}
+    change = live.apply(count=3)
+    hosts = {live.cluster.node_at(r.host).name for r in change.ran}
+    assert hosts == {"controller", "gpu-03"}, hosts
+    assert {n: live.on(n, MANAGED) for n in before} == before, "files on existing nodes were rewritten"
+    assert {n: live.on(n, "pgrep -x slurmd") for n in slurmd} == slurmd, "an existing slurmd restarted"
     assert live.drained_since(offset) == [], "adding gpu-03 drained existing nodes"
+    # a job across an old and the new node: the old slurmd learnt of gpu-03 without a restart
+    out = live.on("controller", "srun -N2 -w gpu-02,gpu-03 sh -c 'echo $SLURMD_NODENAME' | sort")
+    assert out.split() == ["gpu-02", "gpu-03"], out
     assert live.state(running) == "RUNNING"
     states = live.node_states()
     assert states["gpu-03"] == "idle" and states["gpu-02"] == "idle", states

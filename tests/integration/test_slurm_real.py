@@ -211,7 +211,7 @@ def test_drain_before_removal_then_back(proof: Proof) -> None:
     assert proof.on("controller", "squeue -h -w gpu-02") == ""
     # The replacement VM boots and its slurmd registers (here: the same node's slurmd, started afresh).
     proof.on("gpu-02", "pid=$(cat /run/slurmd.pid); kill $pid; while [ -e /proc/$pid ]; do sleep 0.1; done")
-    proof.on("gpu-02", "slurmd")
+    proof.on("gpu-02", ". /etc/default/slurmd && slurmd $SLURMD_OPTIONS")
     replay([drain], proof.ssh)
     deadline = time.monotonic() + 30
     while (state := proof.on("controller", "sinfo -h -N -n gpu-02 -o '%t'").strip()) != "idle":

@@ -40,16 +40,20 @@ def test_adding_a_node_leaves_the_other_vms_alone(tmp_path: Path) -> None:
     old = variant(tmp_path, "a")
     new = variant(tmp_path, "b", compute=[{"name": "cpu", "count": 3, "vcpus": 2, "memory_mib": 4096}])
     diff = changes(old, new)
-    libvirt = {n: a for n, a in diff.items() if not n.startswith(("dev-slurm-", "dev-hosts-"))}
-    # cloud-init carries only node-local identity, so the existing nodes' disks and domains stay
-    assert libvirt == {
+    vms = {n: a for n, a in diff.items() if not n.startswith(("dev-slurm-", "dev-packages-"))}
+    # cloud-init carries only node-local identity, so the existing nodes' disks and domains stay; the
+    # network's DNS gets the new names in place
+    assert vms == {
         "dev-cpu-03-host-key": "create",
         "dev-cpu-03-disk": "create",
         "dev-cpu-03-cloudinit": "create",
         "dev-cpu-03-domain": "create",
         "dev-ws1-net-mgmt": "update",
     }
-    assert diff["dev-hosts-cpu-01"] == "replace" and diff["dev-hosts-cpu-03"] == "create"
+    # Commands: the new node's own, and the controller's; nothing on the nodes that were there
+    commands = {n: a for n, a in diff.items() if n not in vms}
+    assert all("-cpu-03" in n or "-controller-" in n for n in commands), commands
+    assert {a for n, a in commands.items() if "-cpu-03" in n and "member" not in n} == {"create"}
 
 
 def test_resizing_replaces_the_vm_and_flags_protected_data(tmp_path: Path) -> None:

@@ -9,9 +9,10 @@ import yaml
 from lxml import etree
 
 from config.topology import plan_nodes
-from render.cloudinit import render_hosts_file, render_meta_data, render_network_config, render_user_data
+from render.cloudinit import render_meta_data, render_network_config, render_user_data
 from render.common import content_hash, key_values
 from render.domain_xslt import DomainTuning, render_domain_xslt
+from render.names import render_hosts_file
 from render.network_xslt import render_network_xslt
 from render.placement import plan_placement
 from tests.stacks import STACKS, fixed_host_key, loaded
@@ -49,10 +50,11 @@ def test_user_data_has_keys_and_no_passwords() -> None:
     assert user["ssh_authorized_keys"] == list(spec.ssh.public_keys)
     first_boot = next(f for f in doc["write_files"] if f["path"] == "/etc/hosts")["content"]
     assert f"{nodes[0].mgmt_ip}\tcontroller.hpc\tcontroller" in first_boot
-    assert nodes[1].name not in first_boot  # other nodes come from the pushed /etc/hosts
+    assert nodes[1].name not in first_boot  # other nodes come from DNS (render/names.py)
     hosts = render_hosts_file(spec, nodes)
     for node in nodes:
         assert f"{node.mgmt_ip}\t{node.name}.hpc\t{node.name}" in hosts
+        assert f"{node.ic_ip}\t{node.ic_name}.hpc\t{node.ic_name}" in hosts
 
 
 def test_network_config_pins_interfaces_by_mac() -> None:

@@ -58,7 +58,7 @@ KERNEL_CMDLINE = "root=/dev/vda rw console=ttyS0"
 
 # Installed, not started at boot: the program's scripts `systemctl enable --now` what a node needs, and
 # under TCG every daemon started for nothing (MariaDB on compute nodes) costs boot time.
-DISABLED_SERVICES = ("mariadb", "munge", "slurmctld", "slurmd", "slurmdbd")
+DISABLED_SERVICES = ("dnsmasq", "mariadb", "munge", "slurmctld", "slurmd", "slurmdbd")
 # Image-side settings, the kind a golden image bakes in: only the NoCloud datasource (no probing of
 # cloud metadata services, which costs minutes under TCG), and no RSA/DSA host keys (their generation is
 # slow under TCG; the program's SSH client uses ed25519).
