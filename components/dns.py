@@ -34,12 +34,13 @@ class ClusterDns(pulumi.ComponentResource):
         hosts = RenderedFile(DNS_HOSTS, render_hosts_file(args.spec, args.nodes))
         conf = RenderedFile(DNSMASQ_CONF, render_dnsmasq_conf(args.spec, args.controller))
         script = render_script("dns", {"HOSTS_FILE": DNS_HOSTS, "CONF_FILE": DNSMASQ_CONF})
-        files = {"hosts": hosts, "conf": conf, "script": script}
-        pushed = [push_file(f"{name}-{slug}", file, args.access, self) for slug, file in files.items()]
+        pushed = [
+            push_file(f"{name}-{slug}", file, args.access, self) for slug, file in (("hosts", hosts), ("conf", conf))
+        ]
         run_script(
             f"{name}-dnsmasq",
-            script.path,
-            [content_hash(script.content), content_hash(hosts.content), content_hash(conf.content)],
+            script,
+            [content_hash(hosts.content), content_hash(conf.content)],
             args.access,
             self,
             pushed,

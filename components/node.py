@@ -85,6 +85,7 @@ class Node(pulumi.ComponentResource):
 
     KIND = "Node"
 
+    domain: libvirt.Domain
     domain_id: pulumi.Output[str]
     host_key: pulumi.Output[str]  # the VM's SSH host public key, "ssh-ed25519 AAAA..."
     management_address: str
@@ -171,6 +172,7 @@ class Node(pulumi.ComponentResource):
 
         self.hostname = plan.name
         self.management_address = plan.mgmt_ip
+        self.domain = domain
         self.domain_id = domain.id
         # A public key is no secret: unwrapped so it can be shown in outputs and known_hosts.
         self.host_key = pulumi.Output.unsecret(host_key.apply(lambda k: k.public_key))

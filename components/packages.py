@@ -11,11 +11,10 @@ import pulumi
 import pulumi_command.remote as remote
 
 from components.identity import token, with_aliases
-from components.remote import NodeAccess, push_file, run_script
+from components.remote import NodeAccess, run_script
 from config.models import ClusterSpec
 from config.packages import packages_for
 from config.topology import NodePlan
-from render.common import content_hash
 from render.remote import render_script
 
 
@@ -35,9 +34,6 @@ class NodePackages(pulumi.ComponentResource):
         for node in args.nodes:
             access = args.access[node.name]
             script = render_script("packages", {"PACKAGES": " ".join(packages_for(args.spec, node))})
-            pushed = push_file(f"{name}-{node.name}-script", script, access, self)
-            step: remote.Command = run_script(
-                f"{name}-{node.name}", script.path, [content_hash(script.content)], access, self, [pushed]
-            )
+            step: remote.Command = run_script(f"{name}-{node.name}", script, [], access, self)
             self.access[node.name] = replace(access, after=(*access.after, step))
         self.register_outputs({})

@@ -18,7 +18,7 @@ from config.models import ClusterSpec
 from config.topology import NodePlan
 from render.access import SshRoute, ssh_route
 from render.common import RenderedFile, content_hash
-from render.remote import install_command, run_command
+from render.remote import install_and_run_command, install_command, run_command
 
 # pulumi-command retries a failed dial with a backoff that starts at 0.1 s and grows to 5 s between tries,
 # so about 12 s pass in the first 10 tries and 5 s in each one after.
@@ -75,13 +75,13 @@ class NodeAccess:
     user: str
     connection: remote.ConnectionArgs
     instance: pulumi.Output[str]
-    vm: Node
+    domain: pulumi.Resource  # the VM itself: its Domain waits for its volumes and cloud-init disk
     after: tuple[pulumi.Resource, ...] = ()  # what every Command on the node waits for (its packages)
 
 
 def node_access(spec: ClusterSpec, node: NodePlan, vm: Node, private_key: pulumi.Input[str] | None) -> NodeAccess:
     connection = node_connection(ssh_route(spec, node), private_key, spec.ssh.connect_timeout_s, vm.host_key)
-    return NodeAccess(node.name, spec.ssh.user, connection, vm.domain_id, vm)
+    return NodeAccess(node.name, spec.ssh.user, connection, vm.domain_id, vm.domain)
 
 
 def push_file(
@@ -109,27 +109,50 @@ def push_file(
         triggers=[trigger, node.instance],
         # No delete: a replacement is created before the old one is deleted, and must not remove the new file.
         logging=remote.Logging.STDERR,
-        opts=pulumi.ResourceOptions(parent=parent, depends_on=[node.vm, *node.after, *depends_on]),
+        opts=pulumi.ResourceOptions(parent=parent, depends_on=[node.domain, *node.after, *depends_on]),
     )
 
 
 def run_script(
+    name: str,
+    script: RenderedFile,
+    triggers: Sequence[pulumi.Input[str]],
+    node: NodeAccess,
+    parent: pulumi.Resource,
+    depends_on: Sequence[pulumi.Resource] = (),
+    args: tuple[str, ...] = (),
+) -> remote.Command:
+    """Install `script` on the node and run it, in one Command that re-runs when the script (its
+    parameters included) or any of `triggers` changes, or the VM is new."""
+    return remote.Command(
+        name,
+        connection=node.connection,
+        create=install_and_run_command(script, node.user, args),
+        stdin=script.content,
+        triggers=[content_hash(script.content), *triggers, node.instance],
+        logging=remote.Logging.STDERR,
+        opts=pulumi.ResourceOptions(parent=parent, depends_on=[node.domain, *node.after, *depends_on]),
+    )
+
+
+def run_installed(
     name: str,
     script_path: str,
     triggers: Sequence[pulumi.Input[str]],
     node: NodeAccess,
     parent: pulumi.Resource,
     depends_on: Sequence[pulumi.Resource],
-    args: tuple[str, ...] = (),
-    delete_args: tuple[str, ...] | None = None,
+    args: tuple[str, ...],
+    delete_args: tuple[str, ...],
 ) -> remote.Command:
-    """Run a pushed script; with `delete_args`, the same script runs with them when the Command is deleted."""
-    delete = run_command(script_path, node.user, delete_args) if delete_args is not None else None
+    """Run a script pushed on its own, and run it again with `delete_args` when the Command is deleted.
+    Only `triggers` replace it: a Command with a delete action must never be replaced for a script change,
+    or the old one's delete would run (for the membership step: drain a node that stays)."""
     return remote.Command(
         name,
         connection=node.connection,
         create=run_command(script_path, node.user, args),
-        delete=delete,
+        delete=run_command(script_path, node.user, delete_args),
         triggers=[*triggers, node.instance],
-        opts=pulumi.ResourceOptions(parent=parent, depends_on=[node.vm, *node.after, *depends_on]),
+        opts=pulumi.ResourceOptions(parent=parent, depends_on=[node.domain, *node.after, *depends_on]),
     )

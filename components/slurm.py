@@ -11,7 +11,7 @@ import pulumi_random as random
 
 from components.identity import token, with_aliases
 from components.node import as_secret
-from components.remote import NodeAccess, push_file, run_script
+from components.remote import NodeAccess, push_file, run_installed, run_script
 from config.models import ClusterSpec
 from config.topology import NodePlan
 from render.common import RenderedFile, content_hash
@@ -62,20 +62,26 @@ class SlurmCluster(pulumi.ComponentResource):
             node = step.node
             after = [steps[key] for key in step.requires]
             applied = [files[node][p] for p in (*step.applies, *step.needs)]
-            about = args.access[step.instance_of] if step.instance_of else None
+            if step.delete_args is not None:
+                about = args.access[step.instance_of or node]
+                return run_installed(
+                    f"{name}-{node}-{step.name}",
+                    step.script.path,
+                    [about.instance],
+                    args.access[node],
+                    self,
+                    [files[node][step.script.path], *applied, *after, about.domain],
+                    step.args,
+                    step.delete_args,
+                )
             return run_script(
                 f"{name}-{node}-{step.name}",
-                step.script.path,
-                triggers=[
-                    content_hash(step.script.content),
-                    *(hashes[node][p] for p in step.applies),
-                    *([about.instance] if about else []),
-                ],
-                node=args.access[node],
-                parent=self,
-                depends_on=[files[node][step.script.path], *applied, *after, *([about.vm] if about else [])],
-                args=step.args,
-                delete_args=step.delete_args,
+                step.script,
+                [hashes[node][p] for p in step.applies],
+                args.access[node],
+                self,
+                [*applied, *after],
+                step.args,
             )
 
         for node_slurm in plan:

@@ -215,7 +215,7 @@ def build_spec(inputs: StackInputs) -> LoadedStack:
         spec = ClusterSpec.model_validate(raw)
     except ValidationError as exc:
         raise ConfigError(inputs.source, schema_findings(exc, raw), inputs.lines) from None
-    findings = run_checks(spec)
+    findings = list(_checked(spec))
     if SSH_KEY_KEY not in inputs.secrets:
         findings.append(
             Finding(
@@ -229,6 +229,20 @@ def build_spec(inputs: StackInputs) -> LoadedStack:
     if errors:
         raise ConfigError(inputs.source, findings, inputs.lines)
     return LoadedStack(spec, inputs.source, findings, SSH_KEY_KEY in inputs.secrets)
+
+
+_CHECKED: dict[str, tuple[Finding, ...]] = {}
+
+
+def _checked(spec: ClusterSpec) -> tuple[Finding, ...]:
+    """The checks are pure and a spec is frozen: `hyperscaler plan` validates a stack before running the
+    program, which loads it again, and the second time costs nothing."""
+    key = spec.model_dump_json()
+    if key not in _CHECKED:
+        if len(_CHECKED) >= 8:
+            _CHECKED.clear()
+        _CHECKED[key] = tuple(run_checks(spec))
+    return _CHECKED[key]
 
 
 def load_stack_file(path: Path) -> LoadedStack:

@@ -12,6 +12,7 @@ import os
 import runpy
 import sys
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +47,11 @@ class PlanResult:
     stack: LoadedStack
     records: list[Registration]
     outputs: dict[str, Any]
-    files: dict[str, dict[str, str]]  # node -> {absolute path: content}
+
+    @cached_property
+    def files(self) -> dict[str, dict[str, str]]:
+        """node -> {absolute path: content}: collected when first asked for, not on every plan."""
+        return collect_files(self.records, {n.mgmt_ip: n.name for n in plan_nodes(self.stack.spec)})
 
 
 def run_plan(stack_file: Path) -> PlanResult:
@@ -78,8 +83,7 @@ def run_plan(stack_file: Path) -> PlanResult:
             outputs[key] = SECRET_MASK if await out.is_secret() else resolved
 
     _sync_await(run_pulumi_func(program))
-    addresses = {n.mgmt_ip: n.name for n in plan_nodes(loaded.spec)}
-    return PlanResult(loaded, list(monitor.records), outputs, collect_files(monitor.records, addresses))
+    return PlanResult(loaded, list(monitor.records), outputs)
 
 
 def collect_files(records: list[Registration], addresses: dict[str, str]) -> dict[str, dict[str, str]]:

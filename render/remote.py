@@ -39,12 +39,7 @@ def as_root(command: str, user: str) -> str:
     return command if user == "root" else f"sudo -n sh -c {shlex.quote(command)}"
 
 
-def install_command(file: RenderedFile, user: str, base64: bool = False) -> str:
-    """Write stdin to file.path atomically with its mode and owner. The first line is a marker that
-    `hyperscaler plan` reads back to know which file this command writes.
-
-    A missing directory is created with the file's dir_mode and dir_owner; an existing one is left as it
-    is (`install -d -m` would loosen /etc/munge from 0700 to the mode given)."""
+def _install_body(file: RenderedFile, base64: bool) -> str:
     directory = shlex.quote(str(Path(file.path).parent))
     decode = "base64 -d" if base64 else "cat"
     body = (
@@ -53,13 +48,35 @@ def install_command(file: RenderedFile, user: str, base64: bool = False) -> str:
         f't=$(mktemp {directory}/.hyperscaler.XXXXXX); {decode} > "$t"; '
         f'chown {shlex.quote(file.owner)} "$t"; chmod {file.mode} "$t"; mv -f "$t" {shlex.quote(file.path)}'
     )
-    marker = f"{FILE_MARKER} path={file.path} mode={file.mode} owner={file.owner} base64={int(base64)}"
-    return f"{marker}\n{as_root(body, user)}"
+    return body
+
+
+def _file_marker(file: RenderedFile, base64: bool) -> str:
+    return f"{FILE_MARKER} path={file.path} mode={file.mode} owner={file.owner} base64={int(base64)}"
+
+
+def install_command(file: RenderedFile, user: str, base64: bool = False) -> str:
+    """Write stdin to file.path atomically with its mode and owner. The first line is a marker that
+    `hyperscaler plan` reads back to know which file this command writes.
+
+    A missing directory is created with the file's dir_mode and dir_owner; an existing one is left as it
+    is (`install -d -m` would loosen /etc/munge from 0700 to the mode given)."""
+    return f"{_file_marker(file, base64)}\n{as_root(_install_body(file, base64), user)}"
 
 
 def run_command(script_path: str, user: str, args: tuple[str, ...] = ()) -> str:
     argv = " ".join(shlex.quote(a) for a in (script_path, *args))
     return f"{RUN_MARKER} script={script_path}\n{as_root(argv, user)}"
+
+
+def install_and_run_command(script: RenderedFile, user: str, args: tuple[str, ...] = ()) -> str:
+    """Install the script from stdin (as install_command does), then run it: one SSH session for a step,
+    and the script stays on the node for an admin to read or run again."""
+    argv = " ".join(shlex.quote(a) for a in (script.path, *args))
+    return (
+        f"{_file_marker(script, False)}\n{RUN_MARKER} script={script.path}\n"
+        f"{as_root(_install_body(script, False), user)} && {as_root(argv, user)}"
+    )
 
 
 @dataclass(frozen=True)

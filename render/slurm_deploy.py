@@ -68,7 +68,9 @@ class Step:
 @dataclass(frozen=True)
 class NodeSlurm:
     node: NodePlan
-    files: tuple[RenderedFile, ...]  # non-secret files; secret ones (munge key, slurmdbd.conf) come at deploy time
+    # Non-secret files, pushed on their own; secret ones (munge key, slurmdbd.conf) come at deploy time.
+    # Step scripts travel with their step, except those a step runs again when it is deleted.
+    files: tuple[RenderedFile, ...]
     secret_paths: tuple[str, ...]
     steps: tuple[Step, ...] = field(default=())
 
@@ -123,7 +125,7 @@ def slurm_plan(spec: ClusterSpec, nodes: list[NodePlan]) -> list[NodeSlurm]:
     gpu_partition = "gpu" if "gpu" in with_gpus else next(iter(with_gpus), "")
     all_gpu_types = sorted({t for n in computes for t in gpu_types(n)})
 
-    ctl_files = [*confs.values(), munge]
+    ctl_files = list(confs.values())
     ctl_steps = [
         Step(
             ctl.name,
@@ -221,9 +223,6 @@ def slurm_plan(spec: ClusterSpec, nodes: list[NodePlan]) -> list[NodeSlurm]:
                 after=("reconfigure", *member_steps),
             )
         )
-    for step in ctl_steps:
-        if step.script not in ctl_files:
-            ctl_files.append(step.script)
     result = [NodeSlurm(ctl, tuple(ctl_files), tuple(secret_paths), tuple(ctl_steps))]
 
     # Compute nodes hold no SLURM file: slurmd fetches them from slurmctld (configless). What restarts a
@@ -239,7 +238,7 @@ def slurm_plan(spec: ClusterSpec, nodes: list[NodePlan]) -> list[NodeSlurm]:
             Step(node.name, "munge", munge, applies=(MUNGE_KEY,)),
             Step(node.name, "slurmd", slurmd, applies=(SLURMD_DEFAULTS,), after=("munge", f"{ctl.name}:slurmctld")),
         )
-        result.append(NodeSlurm(node, (options, munge, slurmd), (MUNGE_KEY,), steps))
+        result.append(NodeSlurm(node, (options,), (MUNGE_KEY,), steps))
     return result
 
 

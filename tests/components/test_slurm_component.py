@@ -107,7 +107,6 @@ def test_steps_wait_for_their_files_and_vms() -> None:
         "dev-slurm-cpu-01-etc-default-slurmd",
         "dev-slurm-cpu-01-munge",
         "dev-slurm-controller-slurmctld",
-        "dev-slurm-cpu-01-usr-local-libexec-hyperscaler-slurmd-sh",
         "dev-packages-cpu-01",
     ):
         assert urn[dep] in slurmd.depends_on, dep
@@ -186,5 +185,18 @@ def test_packages_come_first_on_every_node() -> None:
         for name, rec in cmds.items():
             if f"-{node}-" in name and not name.startswith("dev-packages-"):
                 assert waits_for(rec, install.urn), f"{name} does not wait for the packages of {node}"
-    script = cmds["dev-packages-controller-script"].plain_inputs["stdin"]
+    script = cmds["dev-packages-controller"].plain_inputs["stdin"]  # each step carries its script
     assert "readonly PACKAGES='mariadb-server munge slurm-client slurmctld slurmdbd'" in script
+
+
+def test_a_script_change_never_replaces_a_membership_step() -> None:
+    """A replaced Command runs its old delete: for a membership step that would drain a node that stays.
+    Changing the drain timeout (an in-place setting) updates the pushed script and nothing else there."""
+    before = commands(run(spec_with()))
+    after = commands(run(spec_with(slurm={"drain_timeout_s": 60})))
+    members = [n for n in before if "-member-" in n]
+    assert members
+    for name in members:
+        assert before[name].plain_inputs == after[name].plain_inputs, name
+    script = "dev-slurm-controller-usr-local-libexec-hyperscaler-membership-sh"
+    assert before[script].plain_inputs["stdin"] != after[script].plain_inputs["stdin"]

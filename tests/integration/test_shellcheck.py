@@ -8,10 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from config.topology import plan_nodes
 from hyperscaler.plan import run_plan
-from render.slurm_deploy import slurm_plan
-from tests.stacks import ROOT, STACKS, loaded
+from tests.stacks import ROOT, STACKS
 
 pytestmark = pytest.mark.integration
 
@@ -29,16 +27,17 @@ def run_shellcheck(paths: list[Path], shell: str | None = None) -> subprocess.Co
 
 @pytest.mark.parametrize("stack", STACKS)
 def test_every_script_passes_shellcheck(stack: str, tmp_path: Path) -> None:
-    spec = loaded(stack).spec
+    """Every script any Command installs on any node, as the offline plan collects them."""
     paths = []
-    for node in slurm_plan(spec, plan_nodes(spec)):
-        for file in node.files:
-            if file.path.endswith(".sh"):
-                path = tmp_path / node.node.name / Path(file.path).name
+    for node, files in run_plan(ROOT / f"Pulumi.{stack}.yaml").files.items():
+        for remote_path, content in files.items():
+            if remote_path.endswith(".sh"):
+                path = tmp_path / node / Path(remote_path).name
                 path.parent.mkdir(exist_ok=True)
-                path.write_text(file.content)
+                path.write_text(content)
                 paths.append(path)
-    assert len(paths) >= 5
+    names = {p.name for p in paths}
+    assert {"packages.sh", "munge.sh", "slurmd.sh", "slurmctld.sh", "membership.sh", "canary.sh"} <= names, names
     proc = run_shellcheck(paths)
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
