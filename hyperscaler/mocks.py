@@ -116,8 +116,11 @@ class HyperscalerMocks(pulumi.runtime.Mocks):
 
     def __init__(self) -> None:
         self.pool_paths: dict[str, str] = {}
+        # The inputs MockMonitor already deserialized, for RecordingMonitor: (type, name) -> inputs.
+        self.seen_inputs: dict[tuple[str, str], dict[str, Any]] = {}
 
     def new_resource(self, args: MockResourceArgs) -> tuple[str | None, dict[str, Any]]:
+        self.seen_inputs[(args.typ, args.name)] = args.inputs
         inputs = unwrap_secrets(args.inputs)
         state: dict[str, Any] = dict(inputs)
         typ, name = args.typ, args.name
@@ -157,8 +160,9 @@ class HyperscalerMocks(pulumi.runtime.Mocks):
 class RecordingMonitor(MockMonitor):
     """MockMonitor that keeps each request's resource options, which MockResourceArgs leaves out."""
 
-    def __init__(self, mocks: pulumi.runtime.Mocks) -> None:
+    def __init__(self, mocks: HyperscalerMocks) -> None:
         super().__init__(mocks)
+        self.seen_inputs = mocks.seen_inputs
         self.records: list[Registration] = []
 
     def RegisterResource(self, request: Any) -> Any:  # noqa: N802 (gRPC method name)
@@ -180,7 +184,8 @@ class RecordingMonitor(MockMonitor):
                     aliases=[str(a.spec.type or a.spec.name or a.urn) for a in request.aliases],
                     additional_secret_outputs=list(request.additionalSecretOutputs),
                     replace_on_changes=list(request.replaceOnChanges),
-                    inputs=rpc.deserialize_properties(request.object),
+                    # deserialized once, by MockMonitor (our names are unique per type)
+                    inputs=self.seen_inputs.pop((request.type, request.name)),
                 )
             )
         return response

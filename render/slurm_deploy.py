@@ -32,7 +32,6 @@ from render.slurm import (
 )
 
 MUNGE_KEY = "/etc/munge/munge.key"
-SLURMD_DEFAULTS = "/etc/default/slurmd"
 SLURMDBD_CONF = f"{SLURM_ETC}/slurmdbd.conf"
 MARIADB_CNF = "/etc/mysql/mariadb.conf.d/60-hyperscaler.cnf"
 MYSQL_DATADIR = f"{STATE_MOUNT}/mysql"
@@ -230,25 +229,16 @@ def slurm_plan(spec: ClusterSpec, nodes: list[NodePlan]) -> list[NodeSlurm]:
     # restart-class keys): adding or removing another node changes none of it.
     global_restart = "\n".join(restart_key_lines(slurm_conf, with_nodes=False))
     definitions = node_definitions(spec, nodes)
-    options = slurmd_options(ctl)
+    conf_server = f"{ctl.mgmt_ip}:{SLURMCTLD_PORT}"
     for node in computes:
         key = restart_key(definitions[node.name], cgroup_conf, global_restart)
-        slurmd = render_script("slurmd", {"RESTART_KEY": key, "STALE_FILES": " ".join(conf_paths)})
+        params = {"RESTART_KEY": key, "CONF_SERVER": conf_server, "STALE_FILES": " ".join(conf_paths)}
         steps = (
             Step(node.name, "munge", munge, applies=(MUNGE_KEY,)),
-            Step(node.name, "slurmd", slurmd, applies=(SLURMD_DEFAULTS,), after=("munge", f"{ctl.name}:slurmctld")),
+            Step(node.name, "slurmd", render_script("slurmd", params), after=("munge", f"{ctl.name}:slurmctld")),
         )
-        result.append(NodeSlurm(node, (options,), (MUNGE_KEY,), steps))
+        result.append(NodeSlurm(node, (), (MUNGE_KEY,), steps))
     return result
-
-
-def slurmd_options(ctl: NodePlan) -> RenderedFile:
-    """/etc/default/slurmd, which Debian's slurmd.service reads: fetch the configuration from slurmctld."""
-    text = (
-        "# Managed by hyperscaler: slurmd fetches slurm.conf, gres.conf and cgroup.conf from slurmctld.\n"
-        f'SLURMD_OPTIONS="--conf-server {ctl.mgmt_ip}:{SLURMCTLD_PORT}"\n'
-    )
-    return RenderedFile(SLURMD_DEFAULTS, text)
 
 
 def ordered_steps(plan: list[NodeSlurm]) -> list[Step]:

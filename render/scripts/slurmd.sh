@@ -1,7 +1,8 @@
-# Start slurmd configless (it fetches slurm.conf, gres.conf and cgroup.conf from slurmctld, as
-# /etc/default/slurmd says), or restart it when what it puts into effect on this node changed: its
-# hardware or GRES, cgroup.conf, a restart-class key, or its options. `scontrol reconfigure` on the
-# controller brings every other change, node additions included, without a restart.
+# Start slurmd configless: it fetches slurm.conf, gres.conf and cgroup.conf from slurmctld at
+# CONF_SERVER (--conf-server in /etc/default/slurmd, which Debian's slurmd.service reads). Restart it
+# only when what it puts into effect on this node changed: its hardware or GRES, cgroup.conf, a
+# restart-class key, or its options. `scontrol reconfigure` on the controller brings every other change,
+# node additions included, without a restart.
 install -d -m 0755 /var/spool/slurmd /var/log/slurm
 # Files an earlier release pushed here would shadow the fetched configuration for client commands.
 for file in $STALE_FILES; do
@@ -10,7 +11,14 @@ for file in $STALE_FILES; do
     rm -f "$file"
   fi
 done
-key="$RESTART_KEY $(sha256sum /etc/default/slurmd | cut -d' ' -f1)"
+defaults=/etc/default/slurmd
+wanted="# Managed by hyperscaler: slurmd fetches its configuration from slurmctld.
+SLURMD_OPTIONS=\"--conf-server $CONF_SERVER\""
+if [ "$(cat "$defaults" 2>/dev/null)" != "$wanted" ]; then
+  printf '%s\n' "$wanted" > "$defaults.tmp"
+  mv -f "$defaults.tmp" "$defaults"
+fi
+key="$RESTART_KEY $CONF_SERVER"
 if svc_running slurmd; then
   if [ "$(applied_get slurmd)" != "$key" ]; then
     log "node definition or options changed: restarting slurmd"

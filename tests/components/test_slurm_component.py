@@ -104,17 +104,14 @@ def test_steps_wait_for_their_files_and_vms() -> None:
     urn = {n: r.urn for n, r in records.items()}
     slurmd = cmds["dev-slurm-cpu-01-slurmd"]
     for dep in (
-        "dev-slurm-cpu-01-etc-default-slurmd",
         "dev-slurm-cpu-01-munge",
         "dev-slurm-controller-slurmctld",
         "dev-packages-cpu-01",
     ):
         assert urn[dep] in slurmd.depends_on, dep
-    options = cmds["dev-slurm-cpu-01-etc-default-slurmd"]
-    # depends_on a component means on every resource inside it: the files wait for the VM's Domain
-    assert urn["dev-cpu-01-domain"] in options.depends_on
-    assert '--conf-server 10.77.0.10:6817"' in options.plain_inputs["stdin"]
-    assert content_hash(options.plain_inputs["stdin"]) in slurmd.plain_inputs["triggers"]
+    assert urn["dev-cpu-01-domain"] in slurmd.depends_on
+    assert "readonly CONF_SERVER=10.77.0.10:6817" in slurmd.plain_inputs["stdin"]  # the step carries its script
+    assert content_hash(slurmd.plain_inputs["stdin"]) in slurmd.plain_inputs["triggers"]
     reconfigure = cmds["dev-slurm-controller-reconfigure"]
     ctl_conf = cmds["dev-slurm-controller-etc-slurm-slurm-conf"]
     assert content_hash(ctl_conf.plain_inputs["stdin"]) in reconfigure.plain_inputs["triggers"]
