@@ -18,6 +18,7 @@ class Impact(enum.StrEnum):
     IN_PLACE = "in-place"  # metadata, outputs or a libvirt attribute updated without touching the guest
     RECONFIGURE = "reconfigure"  # files pushed again and daemons told to re-read them
     RESTART = "restart"  # a service restarts; running jobs may be affected
+    SCALE = "scale"  # VMs are added (growing) or drained and removed (shrinking); the other VMs stay
     REPLACE_VM = "replace-vm"  # the Domain (or its root disk) is destroyed and created again
     DATA_AT_RISK = "data-at-risk"  # a protected data volume would be replaced; Pulumi refuses until unprotected
 

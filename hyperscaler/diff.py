@@ -16,6 +16,7 @@ from components.provider_facts import for_type
 from config.impact import Impact, field_impacts
 from config.load import build_spec, read_stack_file
 from config.models import ClusterSpec
+from config.topology import plan_nodes
 from hyperscaler.mocks import Registration
 from hyperscaler.plan import run_plan
 
@@ -26,6 +27,8 @@ class FieldChange:
     impact: Impact | None
     before: Any
     after: Any
+    action: str = "change"  # change | create | remove (a list item, or the nodes a count adds or removes)
+    detail: str = ""  # e.g. the nodes a count change creates
 
 
 @dataclass(frozen=True)
@@ -81,14 +84,54 @@ def _split(path: str) -> list[str]:
 
 
 def field_changes(before: ClusterSpec, after: ClusterSpec) -> list[FieldChange]:
-    """Differences between two validated specs, defaults and presets included."""
+    """Differences between two validated specs, defaults and presets included. A list item that appears
+    or goes is one `create` or `remove` change, not one per field; a count that grows creates nodes and
+    one that shrinks drains and removes them, which the diff says by name: neither replaces a VM."""
     impacts = field_impacts(ClusterSpec)
     old, new = flatten(before.model_dump(mode="json")), flatten(after.model_dump(mode="json"))
+    old_nodes = {n.name for n in plan_nodes(before)}
+    new_nodes = {n.name for n in plan_nodes(after)}
+    items = _list_items(old) ^ _list_items(new)  # list items only one side has
     changes = []
-    for path in sorted(set(old) | set(new)):
-        if old.get(path) != new.get(path):
-            changes.append(FieldChange(path, impact_of_path(path, impacts), old.get(path), new.get(path)))
+    for item in sorted(items, key=_path_key):
+        added = item in _list_items(new)
+        detail = _nodes_text(new_nodes - old_nodes if added else old_nodes - new_nodes, added)
+        impact = impact_of_path(item, impacts)
+        changes.append(FieldChange(item, impact, None, None, "create" if added else "remove", detail))
+    for path in sorted(set(old) | set(new), key=_path_key):
+        if old.get(path) == new.get(path) or any(path == i or path.startswith((f"{i}.", f"{i}[")) for i in items):
+            continue
+        if isinstance(old.get(path), str) and old[path].startswith("<") and path in new:
+            continue  # a list's length: its items are listed one by one
+        impact = impact_of_path(path, impacts)
+        if impact is Impact.SCALE and isinstance(old.get(path), int) and isinstance(new.get(path), int):
+            grows = new[path] > old[path]
+            names = new_nodes - old_nodes if grows else old_nodes - new_nodes
+            action = "create" if grows else "remove"
+            changes.append(FieldChange(path, impact, old[path], new[path], action, _nodes_text(names, grows)))
+            continue
+        changes.append(FieldChange(path, impact, old.get(path), new.get(path)))
     return changes
+
+
+def _list_items(flat: dict[str, Any]) -> set[str]:
+    """`list[i]` for every item of every list of models in a flattened spec."""
+    found = set()
+    for path in flat:
+        for part_end in [i for i, ch in enumerate(path) if ch == "]"]:
+            found.add(path[: part_end + 1])
+    return found
+
+
+def _path_key(path: str) -> list[object]:
+    return [int(p[1:-1]) if p.startswith("[") else p for p in _split(path)]
+
+
+def _nodes_text(names: set[str], created: bool) -> str:
+    if not names:
+        return ""
+    listed = ", ".join(sorted(names))
+    return f"creates {listed}" if created else f"drains {listed}, then removes them"
 
 
 def resource_changes(before: list[Registration], after: list[Registration]) -> list[ResourceChange]:
@@ -143,7 +186,14 @@ def diff_report(old_file: Path, new_file: Path) -> tuple[str, Impact | None]:
     if not fields:
         lines.append("  no field changed")
     for f in fields:
-        lines.append(f"  {f.impact.value if f.impact else '?':13} {f.path}: {f.before!r} -> {f.after!r}")
+        label = f.impact.value if f.impact else "?"
+        if f.action == "change":
+            text = f"{f.path}: {f.before!r} -> {f.after!r}"
+        elif f.before is None:
+            text = f"{f.path}: {'added' if f.action == 'create' else 'removed'}"
+        else:
+            text = f"{f.path}: {f.before!r} -> {f.after!r}"
+        lines.append(f"  {label:13} {text}{f': {f.detail}' if f.detail else ''}")
     lines += ["", "Resources:"]
     if not resources:
         lines.append("  none change")

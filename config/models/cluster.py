@@ -30,7 +30,11 @@ class ClusterSpec(Model):
     ssh: Ssh = setting(impact=Impact.REPLACE_VM, doc="Admin access to every node.")
     images: ImageMap = setting(DEFAULT_IMAGES, impact=Impact.REPLACE_VM, doc="Base cloud images by name.")
     controller: Controller = setting(Controller(), impact=Impact.REPLACE_VM, doc="The SLURM controller VM.")
-    compute: list[ComputeGroup] = setting([], impact=Impact.REPLACE_VM, doc="Compute node groups.")
+    compute: list[ComputeGroup] = setting(
+        [],
+        impact=Impact.SCALE,
+        doc="Compute node groups: a new group creates its nodes, a removed one drains and removes them.",
+    )
     storage: StorageGroup | None = setting(StorageGroup(), impact=Impact.REPLACE_VM, doc="BeeGFS storage nodes.")
     slurm: Slurm = setting(Slurm(), impact=Impact.RECONFIGURE, doc="SLURM settings.")
     beegfs: Beegfs = setting(Beegfs(), impact=Impact.RESTART, doc="BeeGFS settings.")

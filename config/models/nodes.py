@@ -93,7 +93,10 @@ class Controller(VmSpec):
 
 class ComputeGroup(VmSpec):
     name: Hostname = setting(impact=Impact.REPLACE_VM, doc="Group name; nodes are named <name>-01, <name>-02...")
-    count: Count = setting(impact=Impact.REPLACE_VM, doc="Number of nodes; removing nodes drains them first.")
+    count: Count = setting(
+        impact=Impact.SCALE,
+        doc="Number of nodes: growing creates nodes, shrinking drains the last ones and removes them.",
+    )
     vcpus: VCpus = setting(impact=Impact.REPLACE_VM, doc="vCPUs per node.")
     memory_mib: MiB = setting(impact=Impact.REPLACE_VM, doc="Memory per node.")
     gpus_per_node: Count = setting(0, impact=Impact.REPLACE_VM, doc="GPUs passed through to each node.")
@@ -121,7 +124,11 @@ class ComputeGroup(VmSpec):
 
 class StorageGroup(VmSpec):
     name: Hostname = setting("storage", impact=Impact.REPLACE_VM, doc="Nodes are named <name>-01, <name>-02...")
-    count: Count = setting(1, impact=Impact.REPLACE_VM, doc="Number of storage nodes.")
+    count: Count = setting(
+        1,
+        impact=Impact.SCALE,
+        doc="Number of storage nodes: growing creates nodes; shrinking is refused while their data is protected.",
+    )
     vcpus: VCpus = setting(2, impact=Impact.REPLACE_VM, doc="vCPUs per node.")
     memory_mib: MiB = setting(2048, impact=Impact.REPLACE_VM, doc="Memory per node.")
     data_disks_gib: list[GiB] = setting(

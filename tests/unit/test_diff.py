@@ -74,3 +74,29 @@ def test_cli_diff_against_a_file(tmp_path: Path, capsys: pytest.CaptureFixture[s
     assert main(["diff", "--file", str(new), "--against", str(old)]) == 0
     out = capsys.readouterr().out
     assert "replace-vm    controller.vcpus: 2 -> 3" in out and "replace  libvirt:index/domain:Domain" in out
+
+
+def test_field_view_tells_create_remove_and_replace_apart(tmp_path: Path) -> None:
+    """A count that grows creates nodes, one that shrinks drains and removes them, a new group is one
+    line: none of them says replace-vm. A resize still does."""
+    old = variant(tmp_path, "a")
+    grown = variant(tmp_path, "b", compute=[{"name": "cpu", "count": 3, "vcpus": 2, "memory_mib": 4096}])
+    report, worst = diff_report(old, grown)
+    assert "scale         compute[0].count: 2 -> 3: creates cpu-03" in report, report
+    assert "replace-vm" not in report and worst is Impact.SCALE
+    report, _ = diff_report(grown, old)
+    assert "compute[0].count: 3 -> 2: drains cpu-03, then removes them" in report, report
+    two_groups = variant(
+        tmp_path,
+        "c",
+        compute=[
+            {"name": "cpu", "count": 2, "vcpus": 2, "memory_mib": 4096},
+            {"name": "big", "count": 1, "vcpus": 2, "memory_mib": 4096},
+        ],
+    )
+    report, _ = diff_report(old, two_groups)
+    assert "scale         compute[1]: added: creates big-01" in report, report
+    assert "compute[1].name" not in report  # one line for the new group, not one per field
+    resized = variant(tmp_path, "d", compute=[{"name": "cpu", "count": 2, "vcpus": 3, "memory_mib": 4096}])
+    report, worst = diff_report(old, resized)
+    assert "replace-vm    compute[0].vcpus: 2 -> 3" in report and worst is Impact.REPLACE_VM
