@@ -11,7 +11,7 @@ import pulumi_random as random
 
 from components.identity import token, with_aliases
 from components.node import as_secret
-from components.remote import NodeAccess, push_file, run_installed, run_script
+from components.remote import NodeAccess, file_slug, push_file, run_installed, run_script
 from config.models import ClusterSpec
 from config.topology import NodePlan
 from render.common import RenderedFile, content_hash
@@ -31,6 +31,7 @@ class SlurmClusterArgs:
     spec: ClusterSpec
     nodes: list[NodePlan]
     access: dict[str, NodeAccess]  # node name -> how Commands reach it (connection, VM identity, packages)
+    shared_mounts: tuple[pulumi.Resource, ...] = ()  # the shared file system's mounts: the canary uses them
 
 
 class SlurmCluster(pulumi.ComponentResource):
@@ -74,13 +75,14 @@ class SlurmCluster(pulumi.ComponentResource):
                     step.args,
                     step.delete_args,
                 )
+            extra = list(args.shared_mounts) if step.name == "canary" else []
             return run_script(
                 f"{name}-{node}-{step.name}",
                 step.script,
                 [hashes[node][p] for p in step.applies],
                 args.access[node],
                 self,
-                [*applied, *after],
+                [*applied, *after, *extra],
                 step.args,
             )
 
@@ -89,14 +91,12 @@ class SlurmCluster(pulumi.ComponentResource):
             access = args.access[node]
             files[node], hashes[node] = {}, {}
             for file in node_slurm.files:
-                slug = file.path.strip("/").replace("/", "-").replace(".", "-")
-                files[node][file.path] = push_file(f"{name}-{node}-{slug}", file, access, self)
+                files[node][file.path] = push_file(f"{name}-{node}-{file_slug(file.path)}", file, access, self)
                 hashes[node][file.path] = content_hash(file.content)
             for path in node_slurm.secret_paths:
                 template, value = secret_files[path]
-                slug = path.strip("/").replace("/", "-").replace(".", "-")
                 files[node][path] = push_file(
-                    f"{name}-{node}-{slug}",
+                    f"{name}-{node}-{file_slug(path)}",
                     template,
                     access,
                     self,

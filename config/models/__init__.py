@@ -15,12 +15,15 @@ from config.models.hosts import (
 )
 from config.models.network import InterconnectNetwork, ManagementNetwork, Networks
 from config.models.nodes import BaseImage, ComputeGroup, Controller, Ssh, StorageGroup, VmTopology
-from config.models.services import Accounting, Beegfs, Containers, Mig, MigLayout, Monitoring, Partition, Slurm
+from config.models.services import Accounting, Containers, Mig, MigLayout, Monitoring, Partition, Slurm
+from config.models.storage import AptRepository, BeegfsPool, BeegfsSettings, NfsSettings
 
 __all__ = [
     "Accounting",
+    "AptRepository",
     "BaseImage",
-    "Beegfs",
+    "BeegfsPool",
+    "BeegfsSettings",
     "ClusterSpec",
     "ComputeGroup",
     "Containers",
@@ -38,6 +41,7 @@ __all__ = [
     "MigLayout",
     "Monitoring",
     "Networks",
+    "NfsSettings",
     "NumaNode",
     "Partition",
     "PciFunction",

@@ -1,20 +1,31 @@
-# Format the controller's protected state volume once, then mount it by its serial. Never reformats:
-# only a disk with no signature at all (blkid -p exit 2) is formatted.
-wait_for "state device $STATE_DEVICE" 60 test -b "$STATE_DEVICE"
+# data-volume.sh DEVICE MOUNT FSTYPE LABEL: format a protected data volume once, then mount it by its
+# serial. Never reformats: only a disk with no signature at all (blkid -p exit 2) is formatted, and a disk
+# holding another file system is refused, not touched.
+DEVICE=${1:?usage: data-volume.sh DEVICE MOUNT FSTYPE LABEL}
+MOUNT=${2:?usage: data-volume.sh DEVICE MOUNT FSTYPE LABEL}
+FSTYPE=${3:?usage: data-volume.sh DEVICE MOUNT FSTYPE LABEL}
+LABEL=${4:?usage: data-volume.sh DEVICE MOUNT FSTYPE LABEL}
+case "$FSTYPE" in
+  ext4) mkfs=(mkfs.ext4 -q -L "$LABEL") ;;
+  xfs) mkfs=(mkfs.xfs -q -L "$LABEL") ;;
+  *) die "unsupported file system $FSTYPE: use ext4 or xfs" ;;
+esac
+command -v "${mkfs[0]}" >/dev/null || die "${mkfs[0]} is missing: the packages step did not install it"
+wait_for "data volume $DEVICE" 60 test -b "$DEVICE"
 rc=0
-fstype=$(blkid -p -o value -s TYPE "$STATE_DEVICE") || rc=$?
+found=$(blkid -p -o value -s TYPE "$DEVICE") || rc=$?
 if [ "$rc" -eq 2 ]; then
-  log "new state volume: creating ext4 on $STATE_DEVICE"
-  mkfs.ext4 -q -L "$STATE_LABEL" "$STATE_DEVICE"
+  log "new data volume: creating $FSTYPE on $DEVICE"
+  "${mkfs[@]}" "$DEVICE"
 elif [ "$rc" -ne 0 ]; then
-  die "cannot probe $STATE_DEVICE (blkid exit $rc)"
-elif [ "$fstype" != ext4 ]; then
-  die "$STATE_DEVICE holds $fstype, not ext4: refusing to touch it"
+  die "cannot probe $DEVICE (blkid exit $rc)"
+elif [ "$found" != "$FSTYPE" ]; then
+  die "$DEVICE holds $found, not $FSTYPE: refusing to touch it"
 fi
-install -d -m 0755 "$STATE_MOUNT"
+[ -d "$MOUNT" ] || install -d -m 0755 "$MOUNT"
 # By serial (by-id), not by label: it names this very disk whatever else is attached.
-if ! grep -q "^$STATE_DEVICE " /etc/fstab; then
-  printf '%s %s ext4 defaults,nofail 0 2\n' "$STATE_DEVICE" "$STATE_MOUNT" >> /etc/fstab
+if ! grep -q "^$DEVICE " /etc/fstab; then
+  printf '%s %s %s defaults,nofail 0 2\n' "$DEVICE" "$MOUNT" "$FSTYPE" >> /etc/fstab
 fi
-mountpoint -q "$STATE_MOUNT" || mount "$STATE_DEVICE" "$STATE_MOUNT"
-log "state volume mounted at $STATE_MOUNT"
+mountpoint -q "$MOUNT" || mount "$DEVICE" "$MOUNT"
+log "$DEVICE mounted at $MOUNT"
