@@ -15,10 +15,22 @@ from config.models.hosts import (
 )
 from config.models.network import InterconnectNetwork, ManagementNetwork, Networks
 from config.models.nodes import BaseImage, ComputeGroup, Controller, Ssh, StorageGroup, VmTopology
-from config.models.services import Accounting, Beegfs, Containers, Mig, MigLayout, Monitoring, Partition, Slurm
+from config.models.services import (
+    Accounting,
+    AptRepository,
+    Beegfs,
+    Containers,
+    Mig,
+    MigLayout,
+    MigSoftware,
+    Monitoring,
+    Partition,
+    Slurm,
+)
 
 __all__ = [
     "Accounting",
+    "AptRepository",
     "BaseImage",
     "Beegfs",
     "ClusterSpec",
@@ -36,6 +48,7 @@ __all__ = [
     "ManagementNetwork",
     "Mig",
     "MigLayout",
+    "MigSoftware",
     "Monitoring",
     "Networks",
     "NumaNode",

@@ -5,15 +5,16 @@ Changing anything here reconfigures the running cluster; it never replaces a VM.
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BeforeValidator
+from pydantic import AfterValidator, BeforeValidator, Field, model_validator
 
 from config.findings import brief
 from config.impact import Impact, setting
 from config.models.base import Model
 from config.slurm_facts import KEY_RE, MAX_TIME, RESERVED_PARTITION_NAMES, TIME_FORMATS, TIME_RE, VALUE_RE, is_time
-from config.types import Count, Hostname, MiB, NonEmptyStr, PositiveInt, Seconds
+from config.types import Count, Hostname, MiB, Name, NonEmptyStr, PositiveInt, Seconds
 
 
 def _number_as_text(value: Any) -> Any:
@@ -114,16 +115,127 @@ class Beegfs(Model):
     mirror_metadata: bool = setting(False, impact=Impact.RECONFIGURE, doc="Buddy-mirror metadata (irreversible).")
 
 
+# A MIG profile as nvidia-smi and mig-parted spell it: "3g.40gb", "1g.10gb+me", "1g.24gb-me". Which
+# profiles a GPU has is the catalog's (config/catalog.py); config/checks_mig.py checks a layout against it.
+_PROFILE_RE = re.compile(r"^[1-8]g\.[0-9]{1,3}gb([+-][a-z]+(\.[a-z]+)?)?$")
+_FINGERPRINT_RE = re.compile(r"^[0-9A-F]{40}$")
+_URL_RE = re.compile(r"^https://[A-Za-z0-9.-]+(:[0-9]{1,5})?(/[A-Za-z0-9._~%/+-]*)?$")
+_DEB_PACKAGE_RE = re.compile(r"^[a-z0-9][a-z0-9+.-]+$")
+_APT_WORD_RE = re.compile(r"^[A-Za-z0-9._/-]+$")
+
+
+def _mig_profile(value: str) -> str:
+    if not _PROFILE_RE.match(value):
+        raise ValueError(
+            f"{brief(value)} is not a MIG profile name: profiles look like 3g.40gb, 1g.10gb+me or 1g.24gb-me "
+            "(`nvidia-smi mig -lgip` lists a GPU's)"
+        )
+    return value
+
+
+def _https_url(value: str) -> str:
+    if not _URL_RE.match(value):
+        raise ValueError(f"{brief(value)} is not an https:// URL without spaces or quotes")
+    return value
+
+
+def _fingerprint(value: str) -> str:
+    compact = value.replace(" ", "").upper()
+    if not _FINGERPRINT_RE.match(compact):
+        raise ValueError(
+            f"{brief(value)} is not an OpenPGP v4 fingerprint: 40 hex digits (`gpg --show-keys KEYFILE` prints it)"
+        )
+    return compact
+
+
+def _deb_package(value: str) -> str:
+    if not _DEB_PACKAGE_RE.match(value):
+        raise ValueError(f"{brief(value)} is not a Debian package name")
+    return value
+
+
+def _apt_word(value: str) -> str:
+    if not _APT_WORD_RE.match(value):
+        raise ValueError(f"{brief(value)} is not an apt suite or component (letters, digits, '.', '_', '-', '/')")
+    return value
+
+
+MigProfileName = Annotated[str, AfterValidator(_mig_profile)]
+MigCounts = Annotated[dict[MigProfileName, PositiveInt], Field(min_length=1)]
+HttpsUrl = Annotated[str, AfterValidator(_https_url)]
+Fingerprint = Annotated[str, AfterValidator(_fingerprint)]
+DebPackage = Annotated[str, AfterValidator(_deb_package)]
+AptWord = Annotated[str, AfterValidator(_apt_word)]
+
+
 class MigLayout(Model):
-    group: Hostname = setting(impact=Impact.RECONFIGURE, doc="Compute group whose GPUs get this layout.")
-    profiles: dict[NonEmptyStr, PositiveInt] = setting(
-        impact=Impact.RECONFIGURE, doc="MIG profile -> instances per GPU, e.g. {'3g.40gb': 1, '1g.10gb': 4}."
+    group: Hostname = setting(impact=Impact.RESTART, doc="Compute group whose GPUs get this layout.")
+    profiles: MigCounts | None = setting(
+        None,
+        impact=Impact.RESTART,
+        doc="MIG profile -> instances per GPU, e.g. {3g.40gb: 1, 2g.20gb: 1, 1g.10gb: 2}; or name a layout.",
+    )
+    layout: Name | None = setting(None, impact=Impact.RESTART, doc="A layout of mig.named_layouts, by name.")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> MigLayout:
+        if (self.profiles is None) == (self.layout is None):
+            raise ValueError("give either profiles (instances per GPU) or layout (a name in mig.named_layouts)")
+        return self
+
+
+class AptRepository(Model):
+    url: HttpsUrl = setting(impact=Impact.RECONFIGURE, doc="The repository's URL (https).")
+    suite: AptWord = setting("/", impact=Impact.RECONFIGURE, doc="Suite; '/' for a flat repository.")
+    components: list[AptWord] = setting([], impact=Impact.RECONFIGURE, doc="Components; none for a flat one.")
+    key_url: HttpsUrl = setting(impact=Impact.RECONFIGURE, doc="Where the repository's signing key is fetched.")
+    key_fingerprint: Fingerprint = setting(
+        impact=Impact.RECONFIGURE,
+        doc="The signing key's fingerprint: a downloaded key with another one is refused before apt trusts it.",
+    )
+
+
+# NVIDIA's CUDA repository for Debian 12 and its signing key 3bf863cc (the fingerprint is NVIDIA's published
+# one). Whether it carries nvidia-mig-manager for Debian 12 was not verifiable here (docs/mig.md).
+NVIDIA_CUDA_DEBIAN12 = AptRepository(
+    url="https://developer.download.nvidia.com/compute/cuda/repos/debian12/x86_64/",
+    key_url="https://developer.download.nvidia.com/compute/cuda/repos/debian12/x86_64/3bf863cc.pub",
+    key_fingerprint="EB693B3035CD5710E231E123A4B469963BF863CC",
+)
+
+
+class MigSoftware(Model):
+    repository: AptRepository | None = setting(
+        NVIDIA_CUDA_DEBIAN12,
+        impact=Impact.RECONFIGURE,
+        doc="Where the NVIDIA driver and the MIG manager come from (not Debian packages); null: the image "
+        "carries nvidia-smi and nvidia-mig-parted.",
+    )
+    packages: list[DebPackage] = setting(
+        ["cuda-drivers", "nvidia-mig-manager"],
+        impact=Impact.RECONFIGURE,
+        doc="Packages installed from it when nvidia-smi or nvidia-mig-parted is missing.",
+        min_length=1,
     )
 
 
 class Mig(Model):
-    enabled: bool = setting(False, impact=Impact.RECONFIGURE, doc="Partition GPUs with MIG inside the guests.")
-    layouts: list[MigLayout] = setting([], impact=Impact.RECONFIGURE, doc="One layout per compute group.")
+    enabled: bool = setting(
+        True,
+        impact=Impact.RESTART,
+        doc="false turns MIG off on the GPUs of the groups in `layouts` (whole GPUs in SLURM again).",
+    )
+    named_layouts: dict[Name, MigCounts] = setting(
+        {},
+        impact=Impact.RESTART,
+        doc="Layouts by name (MIG profile -> instances per GPU), for several groups to reuse.",
+    )
+    layouts: list[MigLayout] = setting(
+        [],
+        impact=Impact.RESTART,
+        doc="One layout per compute group: changing one drains the group's nodes, applies it and resumes them.",
+    )
+    software: MigSoftware = setting(MigSoftware(), impact=Impact.RECONFIGURE, doc="Driver and MIG manager source.")
 
 
 class Containers(Model):
