@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from config.catalog import CATALOG, GpuModel, MigGeometry, MigProfile
 from config.models import ClusterSpec
-from config.topology import NodePlan, Role
+from config.topology import NodePlan, Role, plan_nodes
 
 Layout = Mapping[str, int]  # profile -> instances per GPU
 
@@ -170,6 +170,10 @@ class NodeMig:
         assert geometry is not None  # checks_mig refuses a MIG layout on a GPU without MIG
         return geometry
 
+    def totals_per_gpu(self) -> list[tuple[str, int]]:
+        """(profile, instances per GPU), largest profile first."""
+        return ordered(self.geometry, self.layout) if self.layout is not None else []
+
     def totals(self) -> list[tuple[str, int]]:
         """(profile, instances on the node), largest profile first: the node's typed GRES."""
         if self.layout is None:
@@ -192,3 +196,46 @@ def node_mig(spec: ClusterSpec, node: NodePlan) -> NodeMig | None:
     if not models or any(m.mig is None for m in models):
         return None
     return NodeMig(node.name, models, len(node.gpus), setting.layout)
+
+
+def _describe(mig: NodeMig) -> str:
+    models = " + ".join(m.description for m in mig.models)
+    if mig.layout is None:
+        return f"whole {models} GPUs (MIG off)"
+    return f"{models} as " + ", ".join(f"{c} x {n}" for n, c in mig.totals_per_gpu()) + " per GPU"
+
+
+def mig_effects(before: ClusterSpec, after: ClusterSpec) -> list[str]:
+    """What `pulumi up` does on the nodes whose MIG setting changes, one line per set of nodes with the same
+    change: for `hyperscaler diff`. New and removed nodes are the node count's business, not listed here."""
+    old = {n.name: node_mig(before, n) for n in plan_nodes(before) if n.role is Role.COMPUTE}
+    new = {n.name: node_mig(after, n) for n in plan_nodes(after) if n.role is Role.COMPUTE}
+    groups: dict[str, list[str]] = {}
+    for name in sorted(set(old) & set(new)):
+        was, now = old[name], new[name]
+        if was == now or (was is None and now is None):
+            continue
+        if now is None:
+            text = (
+                "leaves mig.layouts: its GPUs keep the MIG state they have (set mig.enabled: false first to "
+                "turn MIG off)"
+            )
+        else:
+            mode_changes = was is None or was.enabled != now.enabled
+            steps = [
+                "drained (its jobs are waited for, up to slurm.drain_timeout_s)",
+                f"{'from ' + _describe(was) + ' ' if was is not None else ''}to {_describe(now)}",
+            ]
+            if mode_changes and now.needs_reset:
+                steps.append(
+                    "the MIG mode changes and this GPU needs a reset, which passthrough does not allow: the VM "
+                    "reboots once and the node returns to service after its boot"
+                )
+            else:
+                steps.append("slurmd restarts with the new devices and the node returns to service; no reboot")
+            text = "; ".join(steps)
+        groups.setdefault(text, []).append(name)
+    lines = [f"{', '.join(names)}: {text}" for text, names in groups.items()]
+    if lines:
+        lines.append("slurmctld restarts for the new GRES counts (jobs survive); no VM is replaced")
+    return lines
