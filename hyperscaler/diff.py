@@ -15,6 +15,7 @@ from typing import Any
 from components.provider_facts import for_type
 from config.impact import Impact, field_impacts
 from config.load import build_spec, read_stack_file
+from config.mig import mig_effects
 from config.models import ClusterSpec
 from config.topology import plan_nodes
 from hyperscaler.mocks import Registration
@@ -194,6 +195,10 @@ def diff_report(old_file: Path, new_file: Path) -> tuple[str, Impact | None]:
         else:
             text = f"{f.path}: {f.before!r} -> {f.after!r}"
         lines.append(f"  {label:13} {text}{f': {f.detail}' if f.detail else ''}")
+    effects = mig_effects(before.spec, after.spec)
+    if effects:
+        lines += ["", "MIG (on the nodes, in this order):"]
+        lines += [f"  {effect}" for effect in effects]
     lines += ["", "Resources:"]
     if not resources:
         lines.append("  none change")
