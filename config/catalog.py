@@ -244,7 +244,8 @@ CATALOG: dict[str, GpuModel] = {
                 ("1g.12gb", "1g.24gb", "2g.24gb", "3g.48gb", "4g.48gb", "7g.96gb"),
                 HOPPER_AND_LATER,
                 "not published for GH200 in the MIG guide; R535 or later",
-                "profile IDs (taken from the 8-slice class); the device ID is mig-parted's GH200 filter",
+                "profile IDs (taken from the 8-slice class); 0x2342 as the GH200's ID is read from the PCI ID "
+                "database among mig-parted's 96 GB-class filter (0x2342, 0x233D, 0x20B6, 0x2329)",
             ),
         ),
         GpuModel(
@@ -270,7 +271,8 @@ CATALOG: dict[str, GpuModel] = {
                 ("1g.12gb", "1g.24gb", "2g.24gb", "3g.48gb", "4g.48gb", "7g.96gb"),
                 HOPPER_AND_LATER,
                 "R535 (>= 535.161.07)",
-                "profile IDs (taken from the 8-slice class); the device ID is mig-parted's H20 filter",
+                "profile IDs (taken from the 8-slice class); 0x2329 as the H20's ID is read from the PCI ID "
+                "database among mig-parted's 96 GB-class filter",
             ),
         ),
         GpuModel(

@@ -41,6 +41,7 @@ def ordered(geometry: MigGeometry, layout: Layout) -> list[tuple[str, int]]:
 
 
 def layout_text(layout: Layout, geometry: MigGeometry | None = None) -> str:
+    layout = {name: count for name, count in layout.items() if count}
     items = ordered(geometry, layout) if geometry else sorted(layout.items())
     return ", ".join(f"{name}:{count}" for name, count in items)
 
@@ -82,6 +83,7 @@ def _search(geometry: MigGeometry, instances: list[MigProfile]) -> tuple[list[Pl
 
 def place(geometry: MigGeometry, layout: Layout) -> tuple[Placed, ...] | None:
     """Where each instance goes, or None when the layout does not fit (see why_not)."""
+    layout = {name: count for name, count in layout.items() if count}
     if why_not(geometry, layout) is not None:
         return None
     placed, _ = _search(geometry, _instances(geometry, layout))
@@ -90,6 +92,7 @@ def place(geometry: MigGeometry, layout: Layout) -> tuple[Placed, ...] | None:
 
 def why_not(geometry: MigGeometry, layout: Layout) -> str | None:
     """None when the layout fits one GPU; otherwise what does not fit, in words."""
+    layout = {name: count for name, count in layout.items() if count}
     unknown = [name for name in layout if geometry.profile(name) is None]
     if unknown:
         return f"it has no profile {', '.join(sorted(unknown))} (its profiles: {', '.join(geometry.profile_names)})"
@@ -146,7 +149,7 @@ def group_settings(spec: ClusterSpec) -> dict[str, GroupMig]:
         counts = entry.profiles if entry.profiles is not None else spec.mig.named_layouts.get(entry.layout or "")
         if counts is None:
             continue
-        layout = dict(counts) if spec.mig.enabled else None
+        layout = {name: count for name, count in counts.items() if count} if spec.mig.enabled else None
         out[entry.group] = GroupMig(entry.group, f"mig.layouts[{i}]", layout, entry.layout)
     return out
 

@@ -37,8 +37,9 @@ def render_mig_parted_config(mig: NodeMig) -> str:
             f"      mig-enabled: {'true' if mig.enabled else 'false'}",
         ]
         if mig.layout is not None:
-            lines.append("      mig-devices:")
-            lines += [f'        "{name}": {count}' for name, count in mig.totals_per_gpu()]
+            per_gpu = mig.totals_per_gpu()
+            lines.append("      mig-devices:" + ("" if per_gpu else " {}"))  # mig-parted wants it when enabled
+            lines += [f'        "{name}": {count}' for name, count in per_gpu]
     return "\n".join(lines) + "\n"
 
 

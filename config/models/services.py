@@ -161,7 +161,7 @@ def _apt_word(value: str) -> str:
 
 
 MigProfileName = Annotated[str, AfterValidator(_mig_profile)]
-MigCounts = Annotated[dict[MigProfileName, PositiveInt], Field(min_length=1)]
+MigCounts = Annotated[dict[MigProfileName, Count], Field(min_length=1)]  # a count of 0 means none, as in mig-parted
 HttpsUrl = Annotated[str, AfterValidator(_https_url)]
 Fingerprint = Annotated[str, AfterValidator(_fingerprint)]
 DebPackage = Annotated[str, AfterValidator(_deb_package)]

@@ -163,3 +163,15 @@ def test_a_layout_change_reruns_only_the_nodes_mig_step() -> None:
 def test_direct_start_runs_the_same_gres_script_as_the_systemd_drop_in() -> None:
     """lib.sh starts slurmd like the unit (and its MIG drop-in) would: same script, same path."""
     assert f"[ ! -x {GRES_SCRIPT} ] || {GRES_SCRIPT} write" in (SCRIPTS_DIR / "lib.sh").read_text()
+
+
+def test_zero_counts_mean_no_instance() -> None:
+    """mig-parted accepts a count of 0; so does the stack file, and it means none of that profile."""
+    spec = spec_with([("41", "h100-80gb")], 1, {"3g.40gb": 2, "1g.10gb": 0})
+    mig = node_mig(spec, plan_nodes(spec)[-1])
+    assert mig is not None and mig.totals() == [("3g.40gb", 2)]
+    empty = spec_with([("41", "h100-80gb")], 1, {"1g.10gb": 0})
+    none = node_mig(empty, plan_nodes(empty)[-1])
+    assert none is not None and none.enabled and none.totals() == []
+    entry = assert_mig_parted_v1(render_mig_parted_config(none))["mig-configs"]["hyperscaler"][0]
+    assert entry["mig-enabled"] is True and entry["mig-devices"] == {}

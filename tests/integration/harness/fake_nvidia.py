@@ -169,7 +169,7 @@ def read_config(path: str, name: str) -> list[State]:
             continue
         elif m := re.match(r"^      mig-enabled: (true|false)$", line):
             entries[-1]["enabled"] = m.group(1) == "true"
-        elif line == "      mig-devices:":
+        elif line in ("      mig-devices:", "      mig-devices: {}"):
             continue
         elif m := re.match(r'^        "([^"]+)": (\d+)$', line):
             entries[-1]["devices"][m.group(1)] = int(m.group(2))
