@@ -20,10 +20,14 @@ missing_tools() {
 
 # NVIDIA's repository, trusted only with the pinned key: a key with another fingerprint is refused.
 add_repository() {
-  local key=/etc/apt/keyrings/hyperscaler-nvidia.asc tmp got
+  local key=/etc/apt/keyrings/hyperscaler-nvidia.asc tmp home got
   tmp=$(mktemp)
+  home=$(mktemp -d)
   curl -fsSL --retry 3 -o "$tmp" "$KEY_URL" || die "cannot fetch the repository key from $KEY_URL"
-  got=$(gpg --show-keys --with-colons "$tmp" 2>/dev/null | awk -F: '$1 == "fpr" {print $10}' | paste -sd' ' -)
+  # The primary key of every key in the file (a pub line, then its fpr line): exactly the pinned one.
+  got=$(GNUPGHOME=$home gpg --show-keys --with-colons "$tmp" 2>/dev/null |
+    awk -F: '$1 == "pub" {primary = 1; next} $1 == "fpr" && primary {print $10; primary = 0}' | paste -sd' ' -)
+  rm -rf "$home"
   if [ "$got" != "$KEY_FINGERPRINT" ]; then
     rm -f "$tmp"
     die "the key at $KEY_URL has fingerprint(s) '${got:-none}', not the pinned $KEY_FINGERPRINT: refusing it"
@@ -31,9 +35,10 @@ add_repository() {
   install -d -m 0755 /etc/apt/keyrings
   install -m 0644 "$tmp" "$key"
   rm -f "$tmp"
-  printf 'Types: deb\nURIs: %s\nSuites: %s\n%sSigned-By: %s\n' "$REPO_URL" "$REPO_SUITE" \
-    "${REPO_COMPONENTS:+Components: $REPO_COMPONENTS
-}" "$key" > /etc/apt/sources.list.d/hyperscaler-nvidia.sources
+  local components=""
+  [ -z "$REPO_COMPONENTS" ] || components="Components: $REPO_COMPONENTS"$'\n'
+  printf 'Types: deb\nURIs: %s\nSuites: %s\n%sSigned-By: %s\n' "$REPO_URL" "$REPO_SUITE" "$components" "$key" \
+    > /etc/apt/sources.list.d/hyperscaler-nvidia.sources
 }
 
 ensure_software() {

@@ -14,6 +14,7 @@ needs a reboot reboots at most once for a layout.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import time
 from collections.abc import Iterator
@@ -327,3 +328,41 @@ def test_an_ampere_mode_change_reboots_once_and_never_loops(proof: Proof) -> Non
         replay([step], proof.ssh)
     reason = proof.wait_state("a-01", ("drain", "drng"))
     assert reason == "hyperscaler: MIG layout differs: MIG mode still pending after the reboot for this layout"
+
+
+def test_the_repository_key_must_have_the_pinned_fingerprint(proof: Proof) -> None:
+    """mig.sh's add_repository, as installed on the node, with a key served from a file: the pinned key is
+    written with a deb822 source that names it; a key with another fingerprint is refused."""
+    node = proof.cluster["h-01"]
+    home = proof.tmp / "gnupg"
+    home.mkdir(mode=0o700)
+    env = {**os.environ, "GNUPGHOME": str(home)}
+    gpg = ["gpg", "--batch", "--quiet"]
+    try:
+        subprocess.run([*gpg, "--passphrase", "", "--quick-gen-key", "test@example", "ed25519"], env=env, check=True)
+        armored = subprocess.run(
+            [*gpg, "--armor", "--export", "test@example"], env=env, check=True, capture_output=True
+        )
+        listing = subprocess.run([*gpg, "--with-colons", "--list-keys"], env=env, check=True, capture_output=True)
+    finally:
+        subprocess.run(["gpgconf", "--kill", "gpg-agent"], env=env, check=False)  # the agent gpg started
+    fingerprint = next(line.split(":")[9] for line in listing.stdout.decode().splitlines() if line.startswith("fpr"))
+    node.put_file("/tmp/key.asc", armored.stdout)
+    functions = (
+        "sed -n -e '/^log()/p' -e '/^die()/p' -e '/^add_repository()/,/^}/p' /usr/local/libexec/hyperscaler/mig.sh"
+    )
+    run = (
+        'set -euo pipefail; eval "$({functions})"; KEY_URL=file:///tmp/key.asc KEY_FINGERPRINT={fpr}'
+        " REPO_URL=https://repo.example/debian12/ REPO_SUITE=/ REPO_COMPONENTS= add_repository"
+    )
+    refused = node.ssh(run.format(functions=functions, fpr="0" * 40), check=False)
+    assert refused.returncode != 0 and f"has fingerprint(s) '{fingerprint}', not the pinned" in refused.stderr
+    assert node.ssh("ls /etc/apt/sources.list.d/hyperscaler-nvidia.sources", check=False).returncode != 0
+    node.ssh(run.format(functions=functions, fpr=fingerprint))
+    sources = node.read_file("/etc/apt/sources.list.d/hyperscaler-nvidia.sources")
+    assert sources == (
+        "Types: deb\nURIs: https://repo.example/debian12/\nSuites: /\n"
+        "Signed-By: /etc/apt/keyrings/hyperscaler-nvidia.asc\n"
+    )
+    assert node.read_file("/etc/apt/keyrings/hyperscaler-nvidia.asc") == armored.stdout.decode()
+    node.ssh("rm -f /etc/apt/sources.list.d/hyperscaler-nvidia.sources /etc/apt/keyrings/hyperscaler-nvidia.asc")
