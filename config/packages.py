@@ -11,8 +11,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from config.mig import node_mig
 from config.models import ClusterSpec
-from config.models.storage import AptRepository
+from config.models.repository import AptRepository
 from config.topology import NodePlan, Role
 
 # What every role needs whatever the stack says.
@@ -35,6 +36,8 @@ BEEGFS_CLIENT = {
     "8": ("beegfs-client-dkms", "beegfs-tools"),
     "7.4": ("beegfs-client-dkms", "beegfs-helperd", "beegfs-utils"),
 }
+# MIG nodes: the NVIDIA driver and MIG manager come from mig.software.repository, in the mig step, which
+# adds the repository with the same tools.
 
 
 @dataclass(frozen=True)
@@ -56,6 +59,8 @@ def packages_for(spec: ClusterSpec, node: NodePlan, mgmtd: NodePlan | None = Non
         wanted.update(ACCOUNTING_PACKAGES)
     if node.role is Role.CONTROLLER and spec.networks.management.mode == "bridge":
         wanted.update(DNS_PACKAGES)
+    if node_mig(spec, node) is not None:
+        wanted.update(REPOSITORY_TOOLS)
     storage = spec.storage
     if storage is None or not storage.count:
         return NodePackages(tuple(sorted(wanted)))

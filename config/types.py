@@ -182,3 +182,47 @@ Seconds = Annotated[int, Strict(), Field(gt=0, le=7 * 24 * 3600)]
 # datagram (RFC 791), 9216 the largest jumbo frame virtio-net and common switches pass (docs/configuration.md).
 Mtu = Annotated[int, Strict(), Field(ge=576, le=9216)]
 NonEmptyStr = Annotated[str, StringConstraints(min_length=1, strip_whitespace=True)]
+
+
+# --- apt repositories (config/models/repository.py) ---
+_HTTPS_URL_RE = re.compile(r"^https://[A-Za-z0-9.-]+(:[0-9]{1,5})?(/[A-Za-z0-9._~%/+-]*)?$")
+_FINGERPRINT_RE = re.compile(r"^[0-9A-F]{40}$")
+_APT_WORD_RE = re.compile(r"^[A-Za-z0-9._/-]+$")
+_DEB_PACKAGE_RE = re.compile(r"^[a-z0-9][a-z0-9+.-]+$")
+
+
+def _https_url(value: str) -> str:
+    if not _HTTPS_URL_RE.match(value):
+        raise ValueError(
+            f"{brief(value)} is not an https:// URL without spaces or quotes: packages and keys are never fetched "
+            "over plain http"
+        )
+    return value
+
+
+def _fingerprint(value: str) -> str:
+    compact = value.replace(" ", "").upper()
+    if not _FINGERPRINT_RE.match(compact):
+        raise ValueError(
+            f"{brief(value)} is not an OpenPGP v4 fingerprint: 40 hex digits, spaces allowed "
+            "(`gpg --show-keys KEYFILE` prints it)"
+        )
+    return compact
+
+
+def _apt_word(value: str) -> str:
+    if not _APT_WORD_RE.match(value):
+        raise ValueError(f"{brief(value)} is not an apt suite or component (letters, digits, '.', '_', '-', '/')")
+    return value
+
+
+def _deb_package(value: str) -> str:
+    if not _DEB_PACKAGE_RE.match(value):
+        raise ValueError(f"{brief(value)} is not a Debian package name")
+    return value
+
+
+HttpsUrl = Annotated[str, AfterValidator(_https_url)]
+Fingerprint = Annotated[str, AfterValidator(_fingerprint)]  # normalised: 40 upper-case hex digits
+AptWord = Annotated[str, AfterValidator(_apt_word)]
+DebPackage = Annotated[str, AfterValidator(_deb_package)]

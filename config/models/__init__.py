@@ -15,8 +15,9 @@ from config.models.hosts import (
 )
 from config.models.network import InterconnectNetwork, ManagementNetwork, Networks
 from config.models.nodes import BaseImage, ComputeGroup, Controller, Ssh, StorageGroup, VmTopology
-from config.models.services import Accounting, Containers, Mig, MigLayout, Monitoring, Partition, Slurm
-from config.models.storage import AptRepository, BeegfsPool, BeegfsSettings, NfsSettings
+from config.models.repository import AptRepository
+from config.models.services import Accounting, Containers, Mig, MigLayout, MigSoftware, Monitoring, Partition, Slurm
+from config.models.storage import BeegfsPool, BeegfsSettings, NfsSettings
 
 __all__ = [
     "Accounting",
@@ -39,6 +40,7 @@ __all__ = [
     "ManagementNetwork",
     "Mig",
     "MigLayout",
+    "MigSoftware",
     "Monitoring",
     "Networks",
     "NfsSettings",

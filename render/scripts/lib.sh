@@ -50,7 +50,9 @@ start_direct() {
       install -d -o mysql -g mysql -m 0755 /run/mysqld
       (setsid /usr/bin/mysqld_safe >/dev/null 2>&1 &) ;;
     slurmd)
-      # as Debian's slurmd.service does: options from /etc/default/slurmd
+      # as Debian's slurmd.service does: options from /etc/default/slurmd; and as hyperscaler's drop-in
+      # for MIG nodes does (render/mig.py: slurmd_dropin): GRES from the MIG devices that exist, first
+      [ ! -x /usr/local/libexec/hyperscaler/mig-gres.sh ] || /usr/local/libexec/hyperscaler/mig-gres.sh write
       local SLURMD_OPTIONS=""
       # shellcheck disable=SC1091
       [ -r /etc/default/slurmd ] && . /etc/default/slurmd

@@ -47,7 +47,11 @@ def test_node_lines_follow_vm_size_and_topology() -> None:
     line = next(x for x in conf.splitlines() if x.startswith("NodeName="))
     assert line.startswith("NodeName=gpu-[01-02] NodeAddr=10.77.0.100,10.77.0.101 CPUs=12 ")
     assert "SocketsPerBoard=1 CoresPerSocket=6 ThreadsPerCore=2" in line
-    assert f"RealMemory={49152 - 1024}" in line and "Gres=gpu:h100:1" in line and "Features=gpu,h100" in line
+    assert (
+        f"RealMemory={49152 - 1024}" in line
+        and "Gres=gpu:3g.40gb:1,gpu:2g.20gb:1,gpu:1g.10gb:2" in line
+        and "Features=gpu,h100" in line
+    )
 
 
 def test_required_plugins_and_no_obsolete_keys() -> None:
@@ -98,8 +102,8 @@ def test_accounting_off_has_no_slurmdbd() -> None:
 
 
 def test_gres_conf_lists_device_files() -> None:
-    spec = loaded("workstation").spec
-    assert "NodeName=gpu-[01-02] Name=gpu Type=h100 File=/dev/nvidia0" in render_gres_conf(spec, plan_nodes(spec))
+    spec = loaded("cluster").spec
+    assert "NodeName=gpu-[01-04] Name=gpu Type=a100 File=/dev/nvidia0" in render_gres_conf(spec, plan_nodes(spec))
     two = spec_with(
         hosts=[
             {
