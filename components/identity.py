@@ -36,6 +36,7 @@ TYPES: dict[str, ComponentType] = {
         "NodePackages",
         "ClusterDns",
         "SlurmCluster",
+        "Monitoring",
     )
 }
 

@@ -35,6 +35,7 @@ class SlurmClusterArgs:
 
 class SlurmCluster(pulumi.ComponentResource):
     canary: pulumi.Output[object] | None
+    state_volume: remote.Command  # the controller's state volume, mounted: other services keep data there too
 
     def __init__(self, name: str, args: SlurmClusterArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__(token("SlurmCluster"), name, None, with_aliases("SlurmCluster", opts))
@@ -108,6 +109,7 @@ class SlurmCluster(pulumi.ComponentResource):
         for step in ordered_steps(plan):
             steps[step.key] = script_step(step)
 
+        self.state_volume = steps[f"{controller(nodes).name}:state-volume"]
         canary = steps.get(f"{controller(nodes).name}:canary")
         self.canary = canary.stdout.apply(_parse_canary) if canary is not None else None
         self.register_outputs({"canary": self.canary})

@@ -9,11 +9,12 @@ from collections.abc import Callable, Iterable, Iterator
 
 from config.catalog import CATALOG
 from config.checks_gpu import GPU_CHECKS
+from config.checks_monitoring import MONITORING_CHECKS
 from config.findings import Finding, Severity, brief
 from config.images import image_virtual_size_gib
 from config.models import ClusterSpec
 from config.models.nodes import VmSpec
-from config.models.services import Beegfs, Containers, Mig, Monitoring
+from config.models.services import Beegfs, Containers, Mig
 from config.slurm_facts import (
     MAX_JOB_ID,
     OPTION_NAMES,
@@ -514,7 +515,6 @@ NOT_BUILT: dict[str, tuple[type, str]] = {
     "beegfs": (Beegfs, "BeeGFS on the storage nodes"),
     "mig": (Mig, "MIG partitioning of GPUs"),
     "containers": (Containers, "container runtimes (Enroot, Pyxis, Docker, Apptainer)"),
-    "monitoring": (Monitoring, "monitoring (Prometheus, exporters, Grafana)"),
 }
 
 
@@ -543,6 +543,7 @@ CHECKS: tuple[Check, ...] = (
     memory_for_slurm,
     sections_not_built,
     *GPU_CHECKS,
+    *MONITORING_CHECKS,
 )
 
 

@@ -19,6 +19,9 @@ ROLE_PACKAGES: dict[Role, tuple[str, ...]] = {
 }
 ACCOUNTING_PACKAGES = ("mariadb-server", "slurmdbd")  # controller, when slurm.accounting.enabled
 DNS_PACKAGES = ("dnsmasq",)  # controller, when it serves the cluster's names (bridged management network)
+# When monitoring.enabled: Prometheus and Alertmanager on the controller, node-exporter on every node.
+MONITORING_CONTROLLER_PACKAGES = ("prometheus", "prometheus-alertmanager")
+MONITORING_NODE_PACKAGES = ("prometheus-node-exporter",)
 
 
 def packages_for(spec: ClusterSpec, node: NodePlan) -> tuple[str, ...]:
@@ -28,10 +31,14 @@ def packages_for(spec: ClusterSpec, node: NodePlan) -> tuple[str, ...]:
         wanted.update(ACCOUNTING_PACKAGES)
     if node.role is Role.CONTROLLER and spec.networks.management.mode == "bridge":
         wanted.update(DNS_PACKAGES)
+    if spec.monitoring.enabled:
+        wanted.update(MONITORING_NODE_PACKAGES)
+        if node.role is Role.CONTROLLER:
+            wanted.update(MONITORING_CONTROLLER_PACKAGES)
     return tuple(sorted(wanted))
 
 
 def every_package() -> tuple[str, ...]:
     """Everything any role may need: what a test image or an all-in-one image carries."""
-    extras = (*ACCOUNTING_PACKAGES, *DNS_PACKAGES)
+    extras = (*ACCOUNTING_PACKAGES, *DNS_PACKAGES, *MONITORING_CONTROLLER_PACKAGES, *MONITORING_NODE_PACKAGES)
     return tuple(sorted({p for pkgs in ROLE_PACKAGES.values() for p in pkgs} | set(extras)))

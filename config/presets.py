@@ -21,7 +21,8 @@ PRESETS: dict[str, dict[str, Any]] = {
         "compute": [{"name": "cpu", "count": 2, "vcpus": 2, "memory_mib": 4096, "disk_gib": 20}],
         "storage": {"count": 1, "vcpus": 1, "memory_mib": 2048, "disk_gib": 10, "data_disks_gib": [20]},
     },
-    # One GPU workstation (2 NUMA nodes) passing through 2 datacenter GPUs, one per compute VM, with MIG.
+    # One GPU workstation (2 NUMA nodes) passing through 2 datacenter GPUs, one per compute VM, with MIG;
+    # monitored.
     "workstation": {
         "hosts": [
             {
@@ -53,8 +54,9 @@ PRESETS: dict[str, dict[str, Any]] = {
             }
         ],
         "storage": {"count": 1, "vcpus": 2, "memory_mib": 4096, "disk_gib": 20, "data_disks_gib": [200]},
+        "monitoring": {"enabled": True},
     },
-    # Three hypervisors on a shared L2 (host bridges): services on hv1, CPU nodes on hv2, GPU nodes on hv3.
+    # Three hypervisors on a shared L2 (host bridges): services on hv1, CPU nodes on hv2, GPU nodes on hv3; monitored.
     "cluster": {
         "hosts": [
             {
@@ -103,6 +105,7 @@ PRESETS: dict[str, dict[str, Any]] = {
                 "gpus_per_node": 1,
             },
         ],
+        "monitoring": {"enabled": True},
     },
 }
 

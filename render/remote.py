@@ -64,6 +64,11 @@ def install_command(file: RenderedFile, user: str, base64: bool = False) -> str:
     return f"{_file_marker(file, base64)}\n{as_root(_install_body(file, base64), user)}"
 
 
+def remove_command(path: str, user: str) -> str:
+    """Remove a file that install_command wrote (the delete of a file that leaves with its node)."""
+    return as_root(f"rm -f {shlex.quote(path)}", user)
+
+
 def run_command(script_path: str, user: str, args: tuple[str, ...] = ()) -> str:
     argv = " ".join(shlex.quote(a) for a in (script_path, *args))
     return f"{RUN_MARKER} script={script_path}\n{as_root(argv, user)}"

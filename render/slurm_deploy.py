@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 import hostlist
 
 from config.models import ClusterSpec
+from config.monitoring_facts import TEXTFILE_DIR
 from config.topology import NodePlan
 from render.common import RenderedFile, content_hash, in_dependency_order
 from render.placement import data_disk_serial
@@ -99,6 +100,11 @@ def mariadb_cnf(ctl: NodePlan) -> RenderedFile:
         "innodb_lock_wait_timeout = 900\n"
     )
     return RenderedFile(MARIADB_CNF, text)
+
+
+def canary_metrics(spec: ClusterSpec) -> str:
+    """Where the canary records its outcome for node-exporter (alert CanaryFailed); nowhere without monitoring."""
+    return f"{TEXTFILE_DIR}/hyperscaler-canary.prom" if spec.monitoring.enabled else ""
 
 
 def restart_key(*texts: str) -> str:
@@ -216,6 +222,7 @@ def slurm_plan(spec: ClusterSpec, nodes: list[NodePlan]) -> list[NodeSlurm]:
                         "GPU_TYPES": " ".join(all_gpu_types),
                         "GPU_PARTITION": gpu_partition,
                         "CANARY_TIMEOUT": CANARY_TIMEOUT_S,
+                        "CANARY_METRICS": canary_metrics(spec),
                     },
                 ),
                 applies=conf_paths,

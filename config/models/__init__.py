@@ -13,12 +13,14 @@ from config.models.hosts import (
     PciFunction,
     StoragePool,
 )
+from config.models.monitoring import Alerts, EmailReceiver, Grafana, Monitoring, WebhookReceiver
 from config.models.network import InterconnectNetwork, ManagementNetwork, Networks
 from config.models.nodes import BaseImage, ComputeGroup, Controller, Ssh, StorageGroup, VmTopology
-from config.models.services import Accounting, Beegfs, Containers, Mig, MigLayout, Monitoring, Partition, Slurm
+from config.models.services import Accounting, Beegfs, Containers, Mig, MigLayout, Partition, Slurm
 
 __all__ = [
     "Accounting",
+    "Alerts",
     "BaseImage",
     "Beegfs",
     "ClusterSpec",
@@ -27,8 +29,10 @@ __all__ = [
     "Controller",
     "CpuTopology",
     "DirectBoot",
+    "EmailReceiver",
     "Firmware",
     "Gpu",
+    "Grafana",
     "Host",
     "HostReserve",
     "Hugepages",
@@ -46,4 +50,5 @@ __all__ = [
     "StorageGroup",
     "StoragePool",
     "VmTopology",
+    "WebhookReceiver",
 ]

@@ -1,10 +1,19 @@
 # A job on every compute node, and one GPU job per GPU type; prints one JSON line for the stack outputs.
 # It never queues behind users' work: each srun gives up (--immediate) when the node has no room, and a
 # node that is running jobs is reported as busy. Only a node that is idle and still cannot run a job fails.
+# With monitoring on, its outcome also becomes a textfile metric in CANARY_METRICS (alert CanaryFailed).
+record_canary() {
+  [ -n "$CANARY_METRICS" ] || return 0
+  {
+    echo "# HELP hyperscaler_canary_success 1 if the last canary passed, 0 if it failed."
+    echo "# TYPE hyperscaler_canary_success gauge"
+    echo "hyperscaler_canary_success $(($1 == 0))"
+  } | write_textfile "$CANARY_METRICS"
+}
+results=$(mktemp -d)
+trap 'record_canary "$?"; rm -rf "$results"' EXIT
 wait_for "every compute node to respond" "$CANARY_TIMEOUT" sh -c \
   "[ -z \"\$(sinfo -h -N -n '$COMPUTE_NODES' -o '%t' | grep -v -x -e idle -e mix -e alloc)\" ]"
-results=$(mktemp -d)
-trap 'rm -rf "$results"' EXIT
 probe_node() {
   local node=$1 out
   # shellcheck disable=SC2016 # $SLURMD_NODENAME must expand on the compute node, not here
