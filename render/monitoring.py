@@ -234,7 +234,8 @@ def render_alertmanager_yml(spec: ClusterSpec) -> str:
         "route": {
             "receiver": alerts.receiver,
             "group_by": ["alertname", "node"],
-            "group_wait": "30s",
+            # Alerts that wait little before firing are wanted quickly: never batch them longer than that.
+            "group_wait": duration(min(30, alerts.pending_s)),
             "group_interval": "5m",
             "repeat_interval": "4h",
         },
