@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import shlex
 from dataclasses import dataclass
+from typing import Any
 
 from config.models import ClusterSpec
 from config.monitoring_facts import (
@@ -96,7 +97,7 @@ def _alert(name: str, expr: str, pending_s: int, severity: str, summary: str) ->
     return rule
 
 
-def alert_groups(spec: ClusterSpec) -> list[dict[str, object]]:
+def alert_groups(spec: ClusterSpec) -> list[dict[str, Any]]:
     alerts = spec.monitoring.alerts
     wait = alerts.pending_s
     free = alerts.disk_free_percent / 100
@@ -184,7 +185,7 @@ def alert_groups(spec: ClusterSpec) -> list[dict[str, object]]:
             "the last canary (a job on every compute node after `pulumi up`) failed",
         ),
     ]
-    groups: list[dict[str, object]] = [
+    groups: list[dict[str, Any]] = [
         {"name": "nodes", "rules": nodes},
         {"name": "gpus", "rules": gpus},
         {"name": "slurm", "rules": slurm},

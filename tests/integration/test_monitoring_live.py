@@ -10,6 +10,7 @@ Alertmanager's receiver is a webhook on the harness host, so delivery is proven,
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import shlex
@@ -285,7 +286,7 @@ def test_the_canary_recorded_its_success(live: Live) -> None:
 def test_the_gpu_alerts_fire_from_the_stand_in_exporter(live: Live) -> None:
     expected = {"GpuXidError": "0", "GpuTooHot": "0", "GpuEccErrors": "1"}  # alert -> gpu on gpu-01
     for name, gpu in expected.items():
-        alerts = eventually(f"{name} in Alertmanager", lambda name=name: live.alerts(name))
+        alerts = eventually(f"{name} in Alertmanager", functools.partial(live.alerts, name))
         assert [(a["node"], a["gpu"]) for a in alerts] == [("gpu-01", gpu)], alerts
     # gpu-02's stand-in reports healthy GPUs: none of its GPUs alerts
     firing = live.api("prometheus", "/api/v1/alerts")["data"]["alerts"]
