@@ -94,8 +94,8 @@ def _http_url(value: str) -> str:
         raise ValueError(f"{brief(value)} is not an http:// or https:// URL, e.g. https://alerts.example.com/hook")
     if "@" in m.group("authority"):
         raise ValueError(
-            f"{brief(value)} carries credentials (user:password@): they would be stored in plain text; "
-            "remove them and set the token as the secret hyperscaler:alertReceiverSecret"
+            "the URL carries credentials (user:password@, not repeated here): they would be stored in plain "
+            "text; remove them and set the token as the secret hyperscaler:alertReceiverSecret"
         )
     return value
 
