@@ -274,6 +274,11 @@ def test_the_slurm_collector_shows_the_nodes_and_a_running_job(live: Live) -> No
         total = {r["metric"]["slurm_node"]: r["value"][1] for r in live.query("slurm_node_gpus")}
         assert total == {"gpu-01": "2", "gpu-02": "2"}
         assert states()["gpu-01"] == "mixed"
+        # what the collector wrote is valid exposition format to Prometheus's own linter
+        for name in ("slurm.prom", "hyperscaler-canary.prom"):
+            text = live.on("controller", f"cat /var/lib/prometheus/node-exporter/{name}")
+            lint = subprocess.run(["promtool", "check", "metrics"], input=text, capture_output=True, text=True)
+            assert lint.returncode == 0, f"{name}:\n{text}\n{lint.stdout}{lint.stderr}"
     finally:
         live.on("controller", f"scancel {job}")
 

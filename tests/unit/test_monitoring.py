@@ -295,3 +295,22 @@ def test_without_monitoring_the_canary_writes_no_metric() -> None:
 
     assert canary_metrics(loaded("dev").spec) == ""
     assert canary_metrics(loaded("workstation").spec).endswith("/hyperscaler-canary.prom")
+
+
+def test_the_slurm_collector_reports_an_unreachable_slurmctld(tmp_path: Path) -> None:
+    """sinfo failing (slurmctld down): slurm_up 0 and nothing stale beside it (alert SlurmControllerUnreachable)."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for name in ("sinfo", "squeue", "scontrol"):
+        (bin_dir / name).write_text(
+            "#!/bin/sh\necho 'slurm_load_partitions: Unable to contact slurm controller' >&2\nexit 1\n"
+        )
+        (bin_dir / name).chmod(0o755)
+    metrics = tmp_path / "textfile" / "slurm.prom"
+    script = tmp_path / "slurm-metrics.sh"
+    script.write_text(render_script("slurm-metrics", {"METRICS_FILE": metrics, "INTERVAL": 30}).content)
+    env = dict(os.environ, PATH=f"{bin_dir}:{os.environ['PATH']}")
+    result = subprocess.run(["bash", str(script), "collect"], capture_output=True, text=True, env=env, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert metrics.read_text().splitlines()[-1] == "slurm_up 0"
+    assert "slurm_node_state" not in metrics.read_text()
