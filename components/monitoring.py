@@ -185,7 +185,7 @@ class Monitoring(pulumi.ComponentResource):
             special=False,
             opts=pulumi.ResourceOptions(parent=self),
         )
-        self.grafana_admin_password = pulumi.Output.secret(as_secret(password.result))
+        self.grafana_admin_password = as_secret(password.result)
         self.grafana_files = [push(_slug(f.path), f) for f in grafana_files(spec)]
         self.grafana_files.append(
             push(_slug(admin_password_file().path), admin_password_file(), content=self.grafana_admin_password)

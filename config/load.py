@@ -47,6 +47,7 @@ class LoadedStack:
     source: str
     warnings: list[Finding]
     ssh_private_key_set: bool
+    receiver_secret_set: bool = False
 
 
 def read_stack_file(path: Path) -> StackInputs:
@@ -241,7 +242,9 @@ def build_spec(inputs: StackInputs) -> LoadedStack:
     errors = [f for f in findings if f.is_error]
     if errors:
         raise ConfigError(inputs.source, findings, inputs.lines)
-    return LoadedStack(spec, inputs.source, findings, SSH_KEY_KEY in inputs.secrets)
+    return LoadedStack(
+        spec, inputs.source, findings, SSH_KEY_KEY in inputs.secrets, RECEIVER_SECRET_KEY in inputs.secrets
+    )
 
 
 def receiver_secret_findings(spec: ClusterSpec, secret_set: bool) -> list[Finding]:

@@ -274,9 +274,10 @@ def dcgm_targets(node: NodePlan) -> RenderedFile | None:
     return _targets(DCGM_JOB, node, DCGM_EXPORTER_PORT) if node.gpus else None
 
 
-def retention_size_gib(spec: ClusterSpec) -> int:
+def retention_size_mib(spec: ClusterSpec) -> int:
+    """What Prometheus may keep on the state volume: the setting, or half the volume."""
     size = spec.monitoring.retention_size_gib
-    return size if size is not None else max(1, spec.controller.state_disk_gib // 2)
+    return size * 1024 if size is not None else spec.controller.state_disk_gib * 1024 // 2
 
 
 def prometheus_args(spec: ClusterSpec) -> str:
@@ -287,7 +288,7 @@ def prometheus_args(spec: ClusterSpec) -> str:
             f"--config.file={PROMETHEUS_YML}",
             f"--storage.tsdb.path={PROMETHEUS_DATA}",
             f"--storage.tsdb.retention.time={mon.retention_days}d",
-            f"--storage.tsdb.retention.size={retention_size_gib(spec)}GB",
+            f"--storage.tsdb.retention.size={retention_size_mib(spec)}MB",  # Prometheus's MB is a MiB
             f"--web.listen-address=127.0.0.1:{PROMETHEUS_PORT}",
             f"--web.external-url=http://localhost:{PROMETHEUS_PORT}/",
         ]

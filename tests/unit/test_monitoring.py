@@ -314,3 +314,19 @@ def test_the_slurm_collector_reports_an_unreachable_slurmctld(tmp_path: Path) ->
     assert result.returncode == 0, result.stderr
     assert metrics.read_text().splitlines()[-1] == "slurm_up 0"
     assert "slurm_node_state" not in metrics.read_text()
+
+
+def test_the_plan_masks_the_receiver_secret_and_says_so(tmp_path: Path) -> None:
+    from hyperscaler.mocks import SECRET_MASK
+    from hyperscaler.plan import run_plan, summary
+    from render.monitoring import RECEIVER_SECRET_FILE
+
+    doc = yaml.safe_load(WORKSTATION.read_text())
+    hook = {"receiver": "webhook", "webhook": {"url": "https://hooks.example.com/x", "bearer_token": True}}
+    doc["config"]["hyperscaler:cluster"]["monitoring"] = {"enabled": True, "alerts": hook}
+    doc["config"][RECEIVER_SECRET_KEY] = {"secure": "v1:AAAA"}
+    path = tmp_path / "Pulumi.ws.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    result = run_plan(path)
+    assert result.files["controller"][RECEIVER_SECRET_FILE] == SECRET_MASK
+    assert "planned as masked placeholders" in summary(result)
