@@ -18,13 +18,15 @@ from components.node import ComputeNode, Controller, DataDisk, Node, NodeArgs, S
 from components.packages import NodePackages, NodePackagesArgs
 from components.remote import node_access
 from components.slurm import SlurmCluster, SlurmClusterArgs
+from components.storage import SharedStorage, SharedStorageArgs
+from components.volumes import NodeVolumes, NodeVolumesArgs
 from config.models import ClusterSpec
 from config.topology import NodePlan, Role, plan_nodes
 from render.access import ssh_route
 from render.cloudinit import render_meta_data, render_network_config, render_user_data
 from render.domain_xslt import render_domain_xslt
 from render.names import cluster_names, uses_controller_dns
-from render.placement import data_disk_suffixes, plan_placement
+from render.placement import plan_placement
 from render.slurm import controller
 
 ROLE_COMPONENT: dict[Role, type[Node]] = {
@@ -41,10 +43,9 @@ class HpcClusterArgs:
     alert_receiver_secret: pulumi.Input[str] | None = None  # hyperscaler:alertReceiverSecret, when set
 
 
-def data_disks(node: NodePlan, state_disk_gib: int) -> tuple[DataDisk, ...]:
+def data_disks(node: NodePlan) -> tuple[DataDisk, ...]:
     """The node's protected volumes, named by the suffixes the domain XSLT gives disk serials for."""
-    sizes = (state_disk_gib,) if node.role is Role.CONTROLLER else node.data_disks_gib
-    return tuple(DataDisk(suffix, size) for suffix, size in zip(data_disk_suffixes(node), sizes, strict=True))
+    return tuple(DataDisk(v.suffix, v.size_gib) for v in node.volumes)
 
 
 class HpcCluster(pulumi.ComponentResource):
@@ -96,7 +97,7 @@ class HpcCluster(pulumi.ComponentResource):
                 network_config=render_network_config(spec, plan),
                 domain_xslt=render_domain_xslt(tunings[plan.name]),
                 dhcp_reservation=mgmt_mode != "bridge",
-                data_disks=data_disks(plan, spec.controller.state_disk_gib),
+                data_disks=data_disks(plan),
             )
             component = ROLE_COMPONENT[plan.role]
             self.nodes[plan.name] = component(
@@ -107,17 +108,19 @@ class HpcCluster(pulumi.ComponentResource):
 
         access = {plan.name: node_access(spec, plan, self.nodes[plan.name], args.ssh_private_key) for plan in plans}
         packages = NodePackages(f"{name}-packages", NodePackagesArgs(spec, plans, access), self._child())
-        access = packages.access  # from here on, every Command waits for its node's packages
+        volumes = NodeVolumes(f"{name}-volumes", NodeVolumesArgs(spec, plans, packages.access), self._child())
+        access = volumes.access  # from here on, every Command waits for its node's packages and volumes
         ctl = controller(plans)
         if uses_controller_dns(spec):
             ClusterDns(f"{name}-dns", ClusterDnsArgs(spec, plans, ctl, access[ctl.name]), self._child())
-        self.slurm = SlurmCluster(f"{name}-slurm", SlurmClusterArgs(spec, plans, access), self._child())
+        shared = SharedStorage(f"{name}-storage", SharedStorageArgs(spec, plans, access), self._child())
+        self.slurm = SlurmCluster(
+            f"{name}-slurm", SlurmClusterArgs(spec, plans, access, tuple(shared.mounts.values())), self._child()
+        )
         self.monitoring: Monitoring | None = None
         if spec.monitoring.enabled:
             self.monitoring = Monitoring(
-                f"{name}-monitoring",
-                MonitoringArgs(spec, plans, access, self.slurm.state_volume, args.alert_receiver_secret),
-                self._child(),
+                f"{name}-monitoring", MonitoringArgs(spec, plans, access, args.alert_receiver_secret), self._child()
             )
 
         self.summary = {

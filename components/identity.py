@@ -34,7 +34,10 @@ TYPES: dict[str, ComponentType] = {
         "ComputeNode",
         "StorageNode",
         "NodePackages",
+        "NodeVolumes",
         "ClusterDns",
+        "SharedStorage",
+        "BeegfsServices",
         "SlurmCluster",
         "Monitoring",
     )

@@ -47,7 +47,8 @@ from render.monitoring import (
     render_rules,
 )
 from render.remote import render_script
-from render.slurm import STATE_MOUNT, controller
+from render.slurm import controller
+from render.volumes import STATE_MOUNT
 
 GRAFANA_PASSWORD_LENGTH = 32
 
@@ -56,8 +57,7 @@ GRAFANA_PASSWORD_LENGTH = 32
 class MonitoringArgs:
     spec: ClusterSpec
     nodes: list[NodePlan]
-    access: dict[str, NodeAccess]
-    state_volume: pulumi.Resource  # the controller's mounted state volume: Prometheus keeps its data there
+    access: dict[str, NodeAccess]  # each waits for its node's packages and mounted volumes (state volume)
     receiver_secret: pulumi.Input[str] | None = None  # the alert receiver's password or token (a secret)
 
 
@@ -134,7 +134,7 @@ class Monitoring(pulumi.ComponentResource):
             [content_hash(config.content), content_hash(rules.content)],
             on_ctl,
             self,
-            [*prometheus_files, args.state_volume],
+            prometheus_files,
         )
 
         am_config = RenderedFile(ALERTMANAGER_YML, render_alertmanager_yml(spec))
@@ -164,7 +164,7 @@ class Monitoring(pulumi.ComponentResource):
             am_triggers,
             on_ctl,
             self,
-            [*am_files, args.state_volume],
+            am_files,
         )
 
         run_script(

@@ -14,8 +14,9 @@ from components.identity import token, with_aliases
 from components.remote import NodeAccess, run_script
 from config.models import ClusterSpec
 from config.packages import packages_for
+from config.storage_layout import mgmtd_node
 from config.topology import NodePlan
-from render.remote import render_script
+from render.packages import render_packages_script
 
 
 @dataclass(frozen=True)
@@ -31,9 +32,10 @@ class NodePackages(pulumi.ComponentResource):
     def __init__(self, name: str, args: NodePackagesArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__(token("NodePackages"), name, None, with_aliases("NodePackages", opts))
         self.access = {}
+        mgmtd = mgmtd_node(args.spec, args.nodes)
         for node in args.nodes:
             access = args.access[node.name]
-            script = render_script("packages", {"PACKAGES": " ".join(packages_for(args.spec, node))})
+            script = render_packages_script(packages_for(args.spec, node, mgmtd))
             step: remote.Command = run_script(f"{name}-{node.name}", script, [], access, self)
             self.access[node.name] = replace(access, after=(*access.after, step))
         self.register_outputs({})

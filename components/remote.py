@@ -84,6 +84,11 @@ def node_access(spec: ClusterSpec, node: NodePlan, vm: Node, private_key: pulumi
     return NodeAccess(node.name, spec.ssh.user, connection, vm.domain_id, vm.domain)
 
 
+def file_slug(path: str) -> str:
+    """A resource name part for the file at `path`: /etc/beegfs/conn.auth -> etc-beegfs-conn-auth."""
+    return path.strip("/").replace("/", "-").replace(".", "-")
+
+
 def push_file(
     name: str,
     file: RenderedFile,

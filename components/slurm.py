@@ -11,7 +11,7 @@ import pulumi_random as random
 
 from components.identity import token, with_aliases
 from components.node import as_secret
-from components.remote import NodeAccess, push_file, run_installed, run_script
+from components.remote import NodeAccess, file_slug, push_file, run_installed, run_script
 from config.models import ClusterSpec
 from config.topology import NodePlan
 from render.common import RenderedFile, content_hash
@@ -31,11 +31,11 @@ class SlurmClusterArgs:
     spec: ClusterSpec
     nodes: list[NodePlan]
     access: dict[str, NodeAccess]  # node name -> how Commands reach it (connection, VM identity, packages)
+    shared_mounts: tuple[pulumi.Resource, ...] = ()  # the shared file system's mounts: the canary uses them
 
 
 class SlurmCluster(pulumi.ComponentResource):
     canary: pulumi.Output[object] | None
-    state_volume: remote.Command  # the controller's state volume, mounted: other services keep data there too
 
     def __init__(self, name: str, args: SlurmClusterArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__(token("SlurmCluster"), name, None, with_aliases("SlurmCluster", opts))
@@ -75,13 +75,14 @@ class SlurmCluster(pulumi.ComponentResource):
                     step.args,
                     step.delete_args,
                 )
+            extra = list(args.shared_mounts) if step.name == "canary" else []
             return run_script(
                 f"{name}-{node}-{step.name}",
                 step.script,
                 [hashes[node][p] for p in step.applies],
                 args.access[node],
                 self,
-                [*applied, *after],
+                [*applied, *after, *extra],
                 step.args,
             )
 
@@ -90,14 +91,12 @@ class SlurmCluster(pulumi.ComponentResource):
             access = args.access[node]
             files[node], hashes[node] = {}, {}
             for file in node_slurm.files:
-                slug = file.path.strip("/").replace("/", "-").replace(".", "-")
-                files[node][file.path] = push_file(f"{name}-{node}-{slug}", file, access, self)
+                files[node][file.path] = push_file(f"{name}-{node}-{file_slug(file.path)}", file, access, self)
                 hashes[node][file.path] = content_hash(file.content)
             for path in node_slurm.secret_paths:
                 template, value = secret_files[path]
-                slug = path.strip("/").replace("/", "-").replace(".", "-")
                 files[node][path] = push_file(
-                    f"{name}-{node}-{slug}",
+                    f"{name}-{node}-{file_slug(path)}",
                     template,
                     access,
                     self,
@@ -109,7 +108,6 @@ class SlurmCluster(pulumi.ComponentResource):
         for step in ordered_steps(plan):
             steps[step.key] = script_step(step)
 
-        self.state_volume = steps[f"{controller(nodes).name}:state-volume"]
         canary = steps.get(f"{controller(nodes).name}:canary")
         self.canary = canary.stdout.apply(_parse_canary) if canary is not None else None
         self.register_outputs({"canary": self.canary})

@@ -14,7 +14,8 @@ from config.findings import Finding, Severity, brief
 from config.images import image_virtual_size_gib
 from config.models import ClusterSpec
 from config.models.nodes import VmSpec
-from config.models.services import Beegfs, Containers, Mig
+from config.models.services import Containers, Mig
+from config.models.storage import MIN_TARGET_GIB
 from config.slurm_facts import (
     MAX_JOB_ID,
     OPTION_NAMES,
@@ -25,6 +26,7 @@ from config.slurm_facts import (
     PARTITION_OPTION_RULES,
     Rule,
 )
+from config.storage_layout import TARGETS_PER_NODE, mgmtd_node, storage_nodes, storage_targets
 from config.topology import INTERCONNECT_SUFFIX, NodePlan, Role, assign_gpus, plan_nodes
 from config.types import HOSTNAME_MAX
 
@@ -509,10 +511,107 @@ def host_definitions(spec: ClusterSpec, nodes: list[NodePlan]) -> Iterator[Findi
             )
 
 
+def shared_storage(spec: ClusterSpec, nodes: list[NodePlan]) -> Iterator[Finding]:
+    """What NFS and BeeGFS require of the storage nodes, with the field to change."""
+    storage = spec.storage
+    if storage is None or storage.count == 0:
+        return
+    if storage.backend == "nfs":
+        if storage.count > 1:
+            yield Finding(
+                "storage.count",
+                f"nfs is served by one storage node, and {storage.count} are defined",
+                "use backend: beegfs to spread files over several nodes, or count: 1",
+            )
+        if len(storage.data_disks_gib) > 1:
+            yield Finding(
+                "storage.data_disks_gib",
+                f"nfs exports the first data volume; the other {len(storage.data_disks_gib) - 1} would hold nothing",
+                "give one data volume, or use backend: beegfs, which makes each a storage target",
+            )
+        return
+    beegfs = storage.beegfs
+    if mgmtd_node(spec, nodes) is None:
+        names = ", ".join(["controller", *(n.name for n in storage_nodes(nodes))])
+        yield Finding(
+            "storage.beegfs.mgmtd",
+            f"no node {beegfs.mgmtd!r} can run the management service",
+            f"use one of: {names}",
+        )
+    if storage.count * 100 + TARGETS_PER_NODE > 65535:
+        yield Finding(
+            "storage.count",
+            f"{storage.count} storage nodes would give target ids past 65535 (BeeGFS ids are 16-bit)",
+            "use at most 654 storage nodes",
+        )
+    minimum = MIN_TARGET_GIB[beegfs.version]
+    for i, size in enumerate(storage.data_disks_gib):
+        if size < minimum:
+            yield Finding(
+                f"storage.data_disks_gib[{i}]",
+                f"a {size} GiB storage target is below BeeGFS {beegfs.version}'s {minimum} GiB minimum: BeeGFS "
+                "would treat it as nearly full from the start",
+                f"give each data volume {minimum} GiB or more (docs/storage.md says why)",
+            )
+    targets = storage_targets(nodes)
+    if beegfs.mirror_storage and len(targets) % 2:
+        yield Finding(
+            "storage.beegfs.mirror_storage",
+            f"buddy mirror groups pair storage targets, and there are {len(targets)}: one would have no partner",
+            "give an even number of data volumes over the storage nodes, or mirror_storage: false",
+        )
+    if beegfs.mirror_metadata and (storage.count < 2 or storage.count % 2):
+        yield Finding(
+            "storage.beegfs.mirror_metadata",
+            f"metadata mirror groups pair the storage nodes' meta services, and there are {storage.count}",
+            "use an even number of storage nodes (2 or more), or mirror_metadata: false",
+        )
+    known = {t.reference: t for t in targets}
+    owner: dict[str, str] = {}
+    pools = Counter(p.name for p in beegfs.pools)
+    for pi, pool in enumerate(beegfs.pools):
+        if pools[pool.name] > 1:
+            yield Finding(f"storage.beegfs.pools[{pi}].name", f"pool {pool.name!r} is defined twice", "rename one")
+        if pool.name == "default":
+            yield Finding(
+                f"storage.beegfs.pools[{pi}].name",
+                "'default' is BeeGFS's own pool, holding every target no other pool has",
+                "name the pool after what it is for, e.g. fast",
+            )
+        for ti, ref in enumerate(pool.targets):
+            where = f"storage.beegfs.pools[{pi}].targets[{ti}]"
+            if ref not in known:
+                yield Finding(
+                    where,
+                    f"pool {pool.name!r} names {brief(ref)}, which is not a storage target",
+                    f"use <storage node>:<data volume number>, one of: {', '.join(sorted(known))}",
+                )
+            elif ref in owner:
+                yield Finding(where, f"{ref} is already in pool {owner[ref]!r}", "a target belongs to one pool")
+            owner.setdefault(ref, pool.name)
+    for di, directory in enumerate(beegfs.directories):
+        where = f"storage.beegfs.directories[{di}]"
+        parts = directory.path.split("/")
+        if directory.path.startswith("/") or any(p in ("", ".", "..") for p in parts):
+            yield Finding(
+                f"{where}.path",
+                f"{brief(directory.path)} is not a directory below the mount point",
+                "give a relative path such as scratch or projects/ml, without '..'",
+            )
+        if directory.pool is not None and directory.pool not in pools:
+            yield Finding(
+                f"{where}.pool",
+                f"pool {directory.pool!r} is not defined",
+                f"use one of: {', '.join(sorted(pools)) or 'none (add storage.beegfs.pools)'}",
+            )
+        if directory.mirrored and not beegfs.mirror_storage:
+            hint = "set storage.beegfs.mirror_storage: true"
+            yield Finding(f"{where}.mirrored", "mirrored files need buddy mirror groups", hint)
+
+
 # Sections whose software is not configured yet: refused unless left at their defaults, so that no stack
 # file believes it turned something on (README and docs/ list what is built).
 NOT_BUILT: dict[str, tuple[type, str]] = {
-    "beegfs": (Beegfs, "BeeGFS on the storage nodes"),
     "mig": (Mig, "MIG partitioning of GPUs"),
     "containers": (Containers, "container runtimes (Enroot, Pyxis, Docker, Apptainer)"),
 }
@@ -539,6 +638,7 @@ CHECKS: tuple[Check, ...] = (
     capacity,
     root_disks,
     services,
+    shared_storage,
     slurm_options,
     memory_for_slurm,
     sections_not_built,

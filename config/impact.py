@@ -27,10 +27,12 @@ class Impact(enum.StrEnum):
         return list(Impact).index(self)
 
 
-def setting(default: Any = ..., *, impact: Impact, doc: str, **kwargs: Any) -> Any:
-    """A pydantic Field that documents itself and records its Impact."""
+def setting(default: Any = ..., *, impact: Impact, doc: str, irreversible: bool = False, **kwargs: Any) -> Any:
+    """A pydantic Field that documents itself and records its Impact. `irreversible`: once switched on, the
+    software cannot switch it off again; `hyperscaler diff` says so when a change switches it on."""
     extra = kwargs.pop("json_schema_extra", {}) or {}
-    return Field(default, description=doc, json_schema_extra={**extra, "impact": impact.value}, **kwargs)
+    extra = {**extra, "impact": impact.value} | ({"irreversible": True} if irreversible else {})
+    return Field(default, description=doc, json_schema_extra=extra, **kwargs)
 
 
 def impact_of(model: type[BaseModel], field_name: str) -> Impact | None:
@@ -38,6 +40,23 @@ def impact_of(model: type[BaseModel], field_name: str) -> Impact | None:
     if isinstance(extra, dict) and "impact" in extra:
         return Impact(str(extra["impact"]))
     return None
+
+
+def is_irreversible(model: type[BaseModel], field_name: str) -> bool:
+    extra = model.model_fields[field_name].json_schema_extra
+    return isinstance(extra, dict) and extra.get("irreversible") is True
+
+
+def irreversible_fields(model: type[BaseModel], prefix: str = "") -> set[str]:
+    """Dotted paths (list items as `[]`) of the fields that cannot be switched off once on."""
+    found = set()
+    for name, info in model.model_fields.items():
+        path = f"{prefix}{name}"
+        if is_irreversible(model, name):
+            found.add(path)
+        for sub in _nested_models(info.annotation):
+            found |= irreversible_fields(sub, f"{path}{'[]' if _is_container(info.annotation) else ''}.")
+    return found
 
 
 def field_impacts(model: type[BaseModel], prefix: str = "") -> dict[str, tuple[Impact | None, str]]:

@@ -1,14 +1,18 @@
-"""The Debian packages each node role needs: the one list that the install step, the role images and
-the test images all read.
+"""The packages each node needs: the one list that the install step, the role images and the test images
+all read.
 
 A node's `packages` step (render/scripts/packages.sh) installs what is missing from this list and
 skips what its image already carries, so a stock Debian cloud image and a prebuilt role image end in the
-same state. Packages are Debian 12's own (bookworm main).
+same state. Debian packages are Debian 12's own (bookworm main); BeeGFS's come from ThinkParQ's apt
+repository, or the site mirror the stack names, pinned by its signing key.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from config.models import ClusterSpec
+from config.models.storage import AptRepository
 from config.topology import NodePlan, Role
 
 # What every role needs whatever the stack says.
@@ -22,10 +26,34 @@ DNS_PACKAGES = ("dnsmasq",)  # controller, when it serves the cluster's names (b
 # When monitoring.enabled: Prometheus and Alertmanager on the controller, node-exporter on every node.
 MONITORING_CONTROLLER_PACKAGES = ("prometheus", "prometheus-alertmanager")
 MONITORING_NODE_PACKAGES = ("prometheus-node-exporter",)
+NFS_SERVER_PACKAGES = ("nfs-kernel-server",)
+NFS_CLIENT_PACKAGES = ("nfs-common",)
+# What the node needs to add a signed third-party repository (gpg to check the key's fingerprint).
+REPOSITORY_TOOLS = ("ca-certificates", "curl", "gpg")
+BEEGFS_VOLUME_TOOLS = ("xfsprogs",)  # storage targets are XFS, as BeeGFS recommends
+# From ThinkParQ's repository (docs/storage.md cites the package names per release).
+BEEGFS_SERVER = {"8": ("beegfs-meta", "beegfs-storage"), "7.4": ("beegfs-meta", "beegfs-storage")}
+BEEGFS_MGMTD = {"8": ("beegfs-mgmtd", "beegfs-tools"), "7.4": ("beegfs-mgmtd", "beegfs-utils")}
+BEEGFS_CLIENT = {
+    "8": ("beegfs-client-dkms", "beegfs-tools"),
+    "7.4": ("beegfs-client-dkms", "beegfs-helperd", "beegfs-utils"),
+}
 
 
-def packages_for(spec: ClusterSpec, node: NodePlan) -> tuple[str, ...]:
-    """Sorted, so the install step's parameters (and its trigger) only change when the set does."""
+@dataclass(frozen=True)
+class NodePackages:
+    debian: tuple[str, ...]  # from the image's own Debian sources
+    repository: AptRepository | None = None  # a third-party repository, added first
+    from_repository: tuple[str, ...] = ()  # installed once the repository is there
+
+    @property
+    def all(self) -> tuple[str, ...]:
+        return tuple(sorted({*self.debian, *self.from_repository}))
+
+
+def packages_for(spec: ClusterSpec, node: NodePlan, mgmtd: NodePlan | None = None) -> NodePackages:
+    """Sorted, so the install step's parameters (and its trigger) only change when the set does. `mgmtd`
+    is the node that runs BeeGFS's management service (config/storage_layout.py: mgmtd_node)."""
     wanted = set(ROLE_PACKAGES[node.role])
     if node.role is Role.CONTROLLER and spec.slurm.accounting.enabled:
         wanted.update(ACCOUNTING_PACKAGES)
@@ -35,10 +63,36 @@ def packages_for(spec: ClusterSpec, node: NodePlan) -> tuple[str, ...]:
         wanted.update(MONITORING_NODE_PACKAGES)
         if node.role is Role.CONTROLLER:
             wanted.update(MONITORING_CONTROLLER_PACKAGES)
-    return tuple(sorted(wanted))
+    storage = spec.storage
+    if storage is None or not storage.count:
+        return NodePackages(tuple(sorted(wanted)))
+    if storage.backend == "nfs":
+        wanted.update(NFS_SERVER_PACKAGES if node.role is Role.STORAGE else NFS_CLIENT_PACKAGES)
+        return NodePackages(tuple(sorted(wanted)))
+    beegfs = storage.beegfs
+    extra: set[str] = set()
+    if node.role is Role.STORAGE:
+        wanted.update(BEEGFS_VOLUME_TOOLS)
+        extra.update(BEEGFS_SERVER[beegfs.version])
+    else:
+        extra.update(BEEGFS_CLIENT[beegfs.version])
+    if mgmtd is not None and node.name == mgmtd.name:
+        extra.update(BEEGFS_MGMTD[beegfs.version])
+    wanted.update(REPOSITORY_TOOLS)
+    return NodePackages(tuple(sorted(wanted)), beegfs.apt, tuple(sorted(extra)))
 
 
 def every_package() -> tuple[str, ...]:
-    """Everything any role may need: what a test image or an all-in-one image carries."""
-    extras = (*ACCOUNTING_PACKAGES, *DNS_PACKAGES, *MONITORING_CONTROLLER_PACKAGES, *MONITORING_NODE_PACKAGES)
+    """Every Debian package any role may need: what a test image or an all-in-one image carries (BeeGFS's
+    come from a third-party repository and are not in it)."""
+    extras = (
+        *ACCOUNTING_PACKAGES,
+        *DNS_PACKAGES,
+        *NFS_SERVER_PACKAGES,
+        *NFS_CLIENT_PACKAGES,
+        *REPOSITORY_TOOLS,
+        *BEEGFS_VOLUME_TOOLS,
+        *MONITORING_CONTROLLER_PACKAGES,
+        *MONITORING_NODE_PACKAGES,
+    )
     return tuple(sorted({p for pkgs in ROLE_PACKAGES.values() for p in pkgs} | set(extras)))

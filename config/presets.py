@@ -19,7 +19,15 @@ PRESETS: dict[str, dict[str, Any]] = {
         "hosts": [_DEV_HOST],
         "controller": {"vcpus": 2, "memory_mib": 3072, "disk_gib": 20, "state_disk_gib": 5},
         "compute": [{"name": "cpu", "count": 2, "vcpus": 2, "memory_mib": 4096, "disk_gib": 20}],
-        "storage": {"count": 1, "vcpus": 1, "memory_mib": 2048, "disk_gib": 10, "data_disks_gib": [20]},
+        # One small workstation: NFS from the storage node's one data volume; BeeGFS would buy nothing.
+        "storage": {
+            "count": 1,
+            "vcpus": 1,
+            "memory_mib": 2048,
+            "disk_gib": 10,
+            "data_disks_gib": [20],
+            "backend": "nfs",
+        },
     },
     # One GPU workstation (2 NUMA nodes) passing through 2 datacenter GPUs, one per compute VM, with MIG;
     # monitored.

@@ -25,6 +25,15 @@ class Role(enum.StrEnum):
 
 
 @dataclass(frozen=True)
+class DataVolume:
+    """A protected volume of a node: the controller's state, a storage node's data-N and BeeGFS meta.
+    `suffix` names it (the volume, its child resource and its disk serial): keep it stable."""
+
+    suffix: str
+    size_gib: int
+
+
+@dataclass(frozen=True)
 class NodePlan:
     name: str
     role: Role
@@ -42,7 +51,7 @@ class NodePlan:
     mgmt_mac: str
     ic_mac: str
     gpus: tuple[Gpu, ...] = ()
-    data_disks_gib: tuple[int, ...] = ()
+    volumes: tuple[DataVolume, ...] = ()
     path: str = ""  # where in the stack file this node comes from, for findings
     features: tuple[str, ...] = field(default=())
 
@@ -51,9 +60,10 @@ class NodePlan:
         return self.name + INTERCONNECT_SUFFIX
 
 
-def node_name(group: str, index: int, count: int) -> str:
-    width = max(2, len(str(count)))
-    return f"{group}-{index:0{width}d}"
+def node_name(group: str, index: int) -> str:
+    """compute-01 ... compute-99, compute-100: a node's name depends on its position only, never on the
+    group's size, so growing a group past 99 renames (and replaces) no existing node."""
+    return f"{group}-{index:02d}"
 
 
 def mac_for(cluster: str, node: str, network: str) -> str:
@@ -107,6 +117,15 @@ def assign_gpus(spec: ClusterSpec) -> dict[tuple[int, int], tuple[str, ...]]:
     return result
 
 
+def storage_volumes(spec: ClusterSpec) -> tuple[DataVolume, ...]:
+    """A storage node's data volumes (data-1...), and its BeeGFS metadata volume (meta) on that backend."""
+    st = spec.storage
+    if st is None:
+        return ()
+    data = tuple(DataVolume(f"data-{i + 1}", size) for i, size in enumerate(st.data_disks_gib))
+    return data + ((DataVolume("meta", st.beegfs.metadata_gib),) if st.backend == "beegfs" else ())
+
+
 def plan_nodes(spec: ClusterSpec) -> list[NodePlan]:
     """Every VM of the cluster in a stable order: controller, storage, compute groups."""
     mgmt, ic = spec.networks.management, spec.networks.interconnect
@@ -137,20 +156,21 @@ def plan_nodes(spec: ClusterSpec) -> list[NodePlan]:
         )
 
     ctl = spec.controller
-    nodes.append(make(ctl.name, Role.CONTROLLER, ctl.name, 1, ctl, ctl.address_offset, "controller"))
+    state = (DataVolume("state", ctl.state_disk_gib),)
+    nodes.append(make(ctl.name, Role.CONTROLLER, ctl.name, 1, ctl, ctl.address_offset, "controller", volumes=state))
     if spec.storage is not None and spec.storage.count:
         st = spec.storage
         for i in range(st.count):
             nodes.append(
                 make(
-                    node_name(st.name, i + 1, st.count),
+                    node_name(st.name, i + 1),
                     Role.STORAGE,
                     st.name,
                     i + 1,
                     st,
                     st.address_offset + i,
                     "storage",
-                    data_disks_gib=tuple(st.data_disks_gib),
+                    volumes=storage_volumes(spec),
                 )
             )
     gpu_map = assign_gpus(spec)
@@ -162,7 +182,7 @@ def plan_nodes(spec: ClusterSpec) -> list[NodePlan]:
             gpus = tuple(g for a in addrs if host is not None and (g := host.gpu(a)) is not None)
             nodes.append(
                 make(
-                    node_name(group.name, i + 1, group.count),
+                    node_name(group.name, i + 1),
                     Role.COMPUTE,
                     group.name,
                     i + 1,

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from config import ClusterSpec, ConfigError, load_stack_file
 from config.findings import format_finding
-from config.topology import Role, plan_nodes
+from config.topology import plan_nodes
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -75,8 +75,7 @@ def host_needs(spec: ClusterSpec, host: str) -> tuple[int, int, int]:
 
     nodes = [n for n in plan_nodes(spec) if n.host == host]
     huge, normal = place(spec).memory_on(host)
-    disk = sum(n.disk_gib + sum(n.data_disks_gib) for n in nodes)
-    disk += sum(spec.controller.state_disk_gib for n in nodes if n.role is Role.CONTROLLER)
+    disk = sum(n.disk_gib + sum(v.size_gib for v in n.volumes) for n in nodes)
     return huge, normal, disk
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from components.provider_facts import for_type
-from config.impact import Impact, field_impacts
+from config.impact import Impact, field_impacts, irreversible_fields
 from config.load import build_spec, read_stack_file
 from config.models import ClusterSpec
 from config.topology import plan_nodes
@@ -29,6 +29,8 @@ class FieldChange:
     after: Any
     action: str = "change"  # change | create | remove (a list item, or the nodes a count adds or removes)
     detail: str = ""  # e.g. the nodes a count change creates
+    irreversible: bool = False  # switches on what the software cannot switch off again
+    one_way_off: bool = False  # tries to switch off what the software cannot switch off
 
 
 @dataclass(frozen=True)
@@ -88,6 +90,7 @@ def field_changes(before: ClusterSpec, after: ClusterSpec) -> list[FieldChange]:
     or goes is one `create` or `remove` change, not one per field; a count that grows creates nodes and
     one that shrinks drains and removes them, which the diff says by name: neither replaces a VM."""
     impacts = field_impacts(ClusterSpec)
+    one_way = irreversible_fields(ClusterSpec)
     old, new = flatten(before.model_dump(mode="json")), flatten(after.model_dump(mode="json"))
     old_nodes = {n.name for n in plan_nodes(before)}
     new_nodes = {n.name for n in plan_nodes(after)}
@@ -110,7 +113,9 @@ def field_changes(before: ClusterSpec, after: ClusterSpec) -> list[FieldChange]:
             action = "create" if grows else "remove"
             changes.append(FieldChange(path, impact, old[path], new[path], action, _nodes_text(names, grows)))
             continue
-        changes.append(FieldChange(path, impact, old.get(path), new.get(path)))
+        generic = "".join(("[]" if part.startswith("[") else part) for part in _split(path))
+        on, off = generic in one_way and new.get(path) is True, generic in one_way and old.get(path) is True
+        changes.append(FieldChange(path, impact, old.get(path), new.get(path), irreversible=on, one_way_off=off))
     return changes
 
 
@@ -194,6 +199,10 @@ def diff_report(old_file: Path, new_file: Path) -> tuple[str, Impact | None]:
         else:
             text = f"{f.path}: {f.before!r} -> {f.after!r}"
         lines.append(f"  {label:13} {text}{f': {f.detail}' if f.detail else ''}")
+        if f.irreversible:
+            lines.append(f"  {'':13} IRREVERSIBLE: once on, it cannot be switched off again ({f.path})")
+        if f.one_way_off:
+            lines.append(f"  {'':13} NOT APPLIED: {f.path} cannot be switched off; the running system keeps it on")
     lines += ["", "Resources:"]
     if not resources:
         lines.append("  none change")

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from config.impact import Impact, field_impacts
+from config.impact import Impact, field_impacts, irreversible_fields
 from config.models import ClusterSpec
 from config.presets import PRESETS
 
@@ -44,8 +44,10 @@ def render_configuration_reference() -> str:
         "| field | impact | description |",
         "|---|---|---|",
     ]
+    one_way = irreversible_fields(ClusterSpec)
     for path, (impact, doc) in field_impacts(ClusterSpec).items():
-        lines.append(f"| `{path}` | `{impact.value if impact else '?'}` | {doc.replace('|', '/')} |")
+        label = f"`{impact.value if impact else '?'}`" + (", **irreversible**" if path in one_way else "")
+        lines.append(f"| `{path}` | {label} | {doc.replace('|', '/')} |")
     return "\n".join(lines) + "\n"
 
 

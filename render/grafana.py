@@ -24,8 +24,18 @@ from config.models import ClusterSpec
 from config.monitoring_facts import DCGM_EXPORTER_IMAGE, DCGM_EXPORTER_PORT, GRAFANA_IMAGE, GRAFANA_UID, PROMETHEUS_PORT
 from config.topology import NodePlan
 from render.common import RenderedFile
-from render.monitoring import DCGM_JOB, NODE_JOB, PSEUDO_FS, SHARED_FS, Endpoint, duration, endpoint, yaml_file
-from render.slurm import STATE_MOUNT
+from render.monitoring import (
+    DCGM_JOB,
+    NODE_JOB,
+    PSEUDO_FS,
+    SHARED_FS,
+    Endpoint,
+    duration,
+    endpoint,
+    uses_beegfs,
+    yaml_file,
+)
+from render.volumes import STATE_MOUNT
 
 GRAFANA_ETC = "/etc/hyperscaler/grafana"  # on the controller: what the Grafana container mounts
 GRAFANA_DATA = f"{STATE_MOUNT}/grafana"  # its database, on the protected state volume
@@ -270,7 +280,7 @@ def storage_dashboard(spec: ClusterSpec) -> str:
             _query(f"sum by (node) (rate(node_disk_written_bytes_total[{rate}]))", "{{node}} written", "B"),
         ),
     ]
-    if spec.beegfs.enabled:
+    if uses_beegfs(spec):
         panels.append(
             _timeseries(
                 "BeeGFS targets reachable", "short", _query("beegfs_target_reachable", "{{node_type}} {{target_id}}")

@@ -24,7 +24,7 @@ from config.monitoring_facts import (
 from config.topology import NodePlan
 from render.access import ssh_route
 from render.common import HEADER_NOTE, RenderedFile, dump_yaml
-from render.slurm import STATE_MOUNT
+from render.volumes import STATE_MOUNT
 
 PROMETHEUS_YML = f"{PROMETHEUS_ETC}/prometheus.yml"
 RULES_DIR = f"{PROMETHEUS_ETC}/rules"
@@ -190,9 +190,10 @@ def alert_groups(spec: ClusterSpec) -> list[dict[str, Any]]:
         {"name": "gpus", "rules": gpus},
         {"name": "slurm", "rules": slurm},
     ]
-    if spec.beegfs.enabled:
-        # No exporter exists for BeeGFS: this is the contract the storage work's collector writes to
-        # (docs/monitoring.md, "BeeGFS"): beegfs_target_reachable{target_id, node_type} 1 or 0.
+    if uses_beegfs(spec):
+        # No exporter exists for BeeGFS and no collector writes this metric yet: the rule is written against
+        # the contract in docs/monitoring.md (BeegfsTargetOffline): beegfs_target_reachable{target_id,
+        # node_type} 1 or 0.
         storage = [
             _alert(
                 "BeegfsTargetOffline",
@@ -204,6 +205,10 @@ def alert_groups(spec: ClusterSpec) -> list[dict[str, Any]]:
         ]
         groups.append({"name": "storage", "rules": storage})
     return groups
+
+
+def uses_beegfs(spec: ClusterSpec) -> bool:
+    return spec.storage is not None and spec.storage.count > 0 and spec.storage.backend == "beegfs"
 
 
 def render_rules(spec: ClusterSpec) -> str:

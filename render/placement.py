@@ -14,7 +14,7 @@ from config.findings import Finding, format_finding
 from config.models import ClusterSpec, Gpu, Host
 from config.pci import passthrough_functions
 from config.placement import VmPlacement, place
-from config.topology import NodePlan, Role, plan_nodes
+from config.topology import NodePlan, plan_nodes
 from render.domain_xslt import DomainTuning
 
 GIB_KIB = 1024 * 1024
@@ -60,10 +60,9 @@ def data_disk_serial(suffix: str) -> str:
 
 
 def data_disk_suffixes(node: NodePlan) -> tuple[str, ...]:
-    """Suffixes of a node's protected volumes: the state volume on the controller, data-N on storage nodes."""
-    if node.role is Role.CONTROLLER:
-        return ("state",)
-    return tuple(f"data-{i + 1}" for i in range(len(node.data_disks_gib)))
+    """Suffixes of a node's protected volumes (config/topology.py: the controller's state, a storage node's
+    data-N and meta), in the order they are attached."""
+    return tuple(v.suffix for v in node.volumes)
 
 
 def pcihole64_kib(gpus: tuple[Gpu, ...]) -> int | None:

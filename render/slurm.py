@@ -15,9 +15,9 @@ from config.models import ClusterSpec, Partition
 from config.slurm_facts import OPTION_NAMES, OWNED_KEYS, PARTITION_OPTION_NAMES, RESTART_KEYS
 from config.topology import NodePlan, Role
 from render.common import key_values
+from render.volumes import STATE_MOUNT
 
 HEADER = "# Managed by hyperscaler. Edit the stack file, not this file: `pulumi up` overwrites it.\n"
-STATE_MOUNT = "/var/lib/hyperscaler/state"  # the controller's protected state volume
 STATE_SAVE = f"{STATE_MOUNT}/slurmctld"
 SLURM_ETC = "/etc/slurm"
 SLURMCTLD_PORT = 6817

@@ -14,7 +14,6 @@ from config.models import ClusterSpec
 from config.monitoring_facts import TEXTFILE_DIR
 from config.topology import NodePlan
 from render.common import RenderedFile, content_hash, in_dependency_order
-from render.placement import data_disk_serial
 from render.remote import render_script
 from render.slurm import (
     SLURM_ETC,
@@ -36,7 +35,6 @@ MUNGE_KEY = "/etc/munge/munge.key"
 SLURMDBD_CONF = f"{SLURM_ETC}/slurmdbd.conf"
 MARIADB_CNF = "/etc/mysql/mariadb.conf.d/60-hyperscaler.cnf"
 MYSQL_DATADIR = f"{STATE_MOUNT}/mysql"
-STATE_SERIAL = data_disk_serial("state")  # the guest sees /dev/disk/by-id/virtio-<serial>
 MUNGE_KEY_BYTES = 128  # what `mungekey` generates by default (1024 bits)
 CANARY_TIMEOUT_S = 300
 
@@ -132,22 +130,10 @@ def slurm_plan(spec: ClusterSpec, nodes: list[NodePlan]) -> list[NodeSlurm]:
 
     ctl_files = list(confs.values())
     ctl_steps = [
-        Step(
-            ctl.name,
-            "state-volume",
-            render_script(
-                "state-volume",
-                {
-                    "STATE_DEVICE": f"/dev/disk/by-id/virtio-{STATE_SERIAL}",
-                    "STATE_LABEL": STATE_SERIAL,
-                    "STATE_MOUNT": STATE_MOUNT,
-                },
-            ),
-        ),
         Step(ctl.name, "munge", munge, applies=(MUNGE_KEY,)),
     ]
     secret_paths = [MUNGE_KEY]
-    slurmctld_after = ["state-volume", "munge"]
+    slurmctld_after = ["munge"]  # the state volume is mounted before any step (components/volumes.py)
     if accounting:
         ctl_files.append(mariadb_cnf(ctl))
         secret_paths.append(SLURMDBD_CONF)
@@ -164,7 +150,7 @@ def slurm_plan(spec: ClusterSpec, nodes: list[NodePlan]) -> list[NodeSlurm]:
                     },
                 ),
                 applies=(SLURMDBD_CONF, MARIADB_CNF),
-                after=("state-volume", "munge"),
+                after=("munge",),
             )
         )
         slurmctld_after.append("accounting")
@@ -223,6 +209,7 @@ def slurm_plan(spec: ClusterSpec, nodes: list[NodePlan]) -> list[NodeSlurm]:
                         "GPU_PARTITION": gpu_partition,
                         "CANARY_TIMEOUT": CANARY_TIMEOUT_S,
                         "CANARY_METRICS": canary_metrics(spec),
+                        "SHARED_DIR": shared_dir(spec),
                     },
                 ),
                 applies=conf_paths,
@@ -246,6 +233,12 @@ def slurm_plan(spec: ClusterSpec, nodes: list[NodePlan]) -> list[NodeSlurm]:
         )
         result.append(NodeSlurm(node, (), (MUNGE_KEY,), steps))
     return result
+
+
+def shared_dir(spec: ClusterSpec) -> str:
+    """Where the canary checks that one node sees what another wrote: the shared file system, if any."""
+    storage = spec.storage
+    return storage.mount_point if storage is not None and storage.count else ""
 
 
 def ordered_steps(plan: list[NodeSlurm]) -> list[Step]:

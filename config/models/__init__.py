@@ -16,13 +16,16 @@ from config.models.hosts import (
 from config.models.monitoring import Alerts, EmailReceiver, Grafana, Monitoring, WebhookReceiver
 from config.models.network import InterconnectNetwork, ManagementNetwork, Networks
 from config.models.nodes import BaseImage, ComputeGroup, Controller, Ssh, StorageGroup, VmTopology
-from config.models.services import Accounting, Beegfs, Containers, Mig, MigLayout, Partition, Slurm
+from config.models.services import Accounting, Containers, Mig, MigLayout, Partition, Slurm
+from config.models.storage import AptRepository, BeegfsPool, BeegfsSettings, NfsSettings
 
 __all__ = [
     "Accounting",
     "Alerts",
+    "AptRepository",
     "BaseImage",
-    "Beegfs",
+    "BeegfsPool",
+    "BeegfsSettings",
     "ClusterSpec",
     "ComputeGroup",
     "Containers",
@@ -42,6 +45,7 @@ __all__ = [
     "MigLayout",
     "Monitoring",
     "Networks",
+    "NfsSettings",
     "NumaNode",
     "Partition",
     "PciFunction",

@@ -10,7 +10,7 @@ from config.models.hosts import Host
 from config.models.monitoring import Monitoring
 from config.models.network import Networks
 from config.models.nodes import BaseImage, ComputeGroup, Controller, ImageMap, Ssh, StorageGroup
-from config.models.services import Beegfs, Containers, Mig, Slurm
+from config.models.services import Containers, Mig, Slurm
 from config.types import Hostname
 
 DEFAULT_IMAGES = {
@@ -36,9 +36,12 @@ class ClusterSpec(Model):
         impact=Impact.SCALE,
         doc="Compute node groups: a new group creates its nodes, a removed one drains and removes them.",
     )
-    storage: StorageGroup | None = setting(StorageGroup(), impact=Impact.REPLACE_VM, doc="BeeGFS storage nodes.")
+    storage: StorageGroup | None = setting(
+        StorageGroup(),
+        impact=Impact.REPLACE_VM,
+        doc="Storage nodes and the shared file system they serve; null for none.",
+    )
     slurm: Slurm = setting(Slurm(), impact=Impact.RECONFIGURE, doc="SLURM settings.")
-    beegfs: Beegfs = setting(Beegfs(), impact=Impact.RESTART, doc="BeeGFS settings.")
     mig: Mig = setting(Mig(), impact=Impact.RECONFIGURE, doc="MIG partitioning.")
     containers: Containers = setting(Containers(), impact=Impact.RECONFIGURE, doc="Container runtime.")
     monitoring: Monitoring = setting(Monitoring(), impact=Impact.RECONFIGURE, doc="Monitoring stack.")

@@ -8,6 +8,7 @@ from pydantic import Field, model_validator
 
 from config.impact import Impact, setting
 from config.models.base import Model
+from config.models.storage import BeegfsSettings, MountPoint, NfsSettings, StorageBackend
 from config.types import Count, GiB, Hostname, MiB, Name, NonEmptyStr, PciAddress, PositiveInt, Seconds, SshPublicKey
 
 # KVM's limit on vCPUs per guest (KVM_MAX_VCPUS) on the kernels Debian ships.
@@ -134,12 +135,24 @@ class StorageGroup(VmSpec):
     data_disks_gib: list[GiB] = setting(
         [50],
         impact=Impact.DATA_AT_RISK,
-        doc="Protected data volumes per node (BeeGFS targets); the first also holds metadata.",
+        doc="Protected data volumes per node: BeeGFS storage targets, one each; NFS exports the first.",
         min_length=1,
+        max_length=99,  # BeeGFS target ids are <node>*100 + <volume number> (docs/storage.md)
     )
     address_offset: PositiveInt = setting(
         20, impact=Impact.REPLACE_VM, doc="Host offset of the first storage node's addresses."
     )
+    backend: StorageBackend = setting(
+        "beegfs",
+        impact=Impact.DATA_AT_RISK,
+        doc="The shared file system: beegfs (striped over the storage nodes) or nfs (one storage node's first "
+        "data volume). Switching moves no data.",
+    )
+    mount_point: MountPoint = setting(
+        "/shared", impact=Impact.RESTART, doc="Where the controller and every compute node mount the file system."
+    )
+    nfs: NfsSettings = setting(NfsSettings(), impact=Impact.RECONFIGURE, doc="NFS settings (backend nfs).")
+    beegfs: BeegfsSettings = setting(BeegfsSettings(), impact=Impact.RESTART, doc="BeeGFS settings (backend beegfs).")
 
 
 ImageMap = Annotated[dict[Name, BaseImage], Field(min_length=1)]

@@ -106,15 +106,6 @@ class Slurm(Model):
     canary: bool = setting(True, impact=Impact.IN_PLACE, doc="Run a job on every node after each update.")
 
 
-class Beegfs(Model):
-    enabled: bool = setting(False, impact=Impact.RESTART, doc="BeeGFS on the storage nodes, mounted on every node.")
-    version: Literal["7.4", "8"] = setting("7.4", impact=Impact.RESTART, doc="BeeGFS major release.")
-    mount_point: NonEmptyStr = setting("/mnt/beegfs", impact=Impact.RESTART, doc="Client mount point.")
-    chunk_size: NonEmptyStr = setting("1m", impact=Impact.RECONFIGURE, doc="Default stripe chunk size.")
-    stripe_targets: PositiveInt = setting(4, impact=Impact.RECONFIGURE, doc="Default number of targets per file.")
-    mirror_metadata: bool = setting(False, impact=Impact.RECONFIGURE, doc="Buddy-mirror metadata (irreversible).")
-
-
 class MigLayout(Model):
     group: Hostname = setting(impact=Impact.RECONFIGURE, doc="Compute group whose GPUs get this layout.")
     profiles: dict[NonEmptyStr, PositiveInt] = setting(

@@ -36,6 +36,24 @@ busy=$(cat "$results"/* | awk '$1 == "failed" && $3 != "idle" {print $2}' | sort
 broken=$(cat "$results"/* | awk '$1 == "failed" && $3 == "idle"' || true)
 [ -z "$broken" ] || die "idle nodes could not run a job: $broken"
 uptime_s=$(cut -d. -f1 /proc/uptime)
+# Shared storage: a job writes a file on one node and a job on another reads it back.
+shared="null"
+if [ -n "$SHARED_DIR" ] && [ -n "$ran" ]; then
+  writer=${ran%% *}
+  reader=${ran##* }
+  token="canary-$(date +%s%N)-$$"
+  file="$SHARED_DIR/.hyperscaler-$token"
+  t0=$(date +%s%N)
+  srun -N1 -w "$writer" --cpus-per-task=1 --mem=16M --immediate=30 --time=5 sh -c "echo $token > $file" ||
+    die "cannot write $file on $writer"
+  seen=$(srun -N1 -w "$reader" --cpus-per-task=1 --mem=16M --immediate=30 --time=5 cat "$file") ||
+    die "cannot read $file on $reader"
+  t1=$(date +%s%N)
+  srun -N1 -w "$reader" --cpus-per-task=1 --mem=16M --immediate=30 --time=5 rm -f "$file" || true
+  [ "$seen" = "$token" ] || die "$reader read '$seen' from $file, not what $writer wrote"
+  shared=$(printf '{"written_on": "%s", "read_on": "%s", "seconds": %s}' "$writer" "$reader" \
+    "$(awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.3f", (b - a) / 1e9}')")
+fi
 gpu_results=""
 for gtype in $GPU_TYPES; do
   if visible=$(srun -N1 ${GPU_PARTITION:+-p "$GPU_PARTITION"} --gres="gpu:$gtype:1" --cpus-per-task=1 --mem=16M \
@@ -47,5 +65,5 @@ for gtype in $GPU_TYPES; do
     gpu_results="$gpu_results\"$gtype\": \"busy\", "
   fi
 done
-printf '{"nodes": "%s", "busy": "%s", "first_job_seconds": %s, "controller_uptime_seconds": %s, "gpu": {%s}}\n' \
-  "$ran" "$busy" "$first_job_s" "$uptime_s" "${gpu_results%, }"
+printf '{"nodes": "%s", "busy": "%s", "first_job_seconds": %s, "controller_uptime_seconds": %s, "gpu": {%s}, "shared": %s}\n' \
+  "$ran" "$busy" "$first_job_s" "$uptime_s" "${gpu_results%, }" "$shared"

@@ -11,6 +11,20 @@ for file in $STALE_FILES; do
     rm -f "$file"
   fi
 done
+# Debian's slurmd.service starts only if /etc/slurm/slurm.conf exists (ConditionPathExists), which a
+# configless node never has: without this drop-in, systemd skips slurmd and reports success.
+if have_systemd; then
+  dropin=/etc/systemd/system/slurmd.service.d/hyperscaler-configless.conf
+  wanted_unit="# Managed by hyperscaler: slurmd runs configless (no /etc/slurm/slurm.conf here).
+[Unit]
+ConditionPathExists="
+  if [ "$(cat "$dropin" 2>/dev/null)" != "$wanted_unit" ]; then
+    install -d -m 0755 "$(dirname "$dropin")"
+    printf '%s\n' "$wanted_unit" > "$dropin.tmp"
+    mv -f "$dropin.tmp" "$dropin"
+    systemctl daemon-reload
+  fi
+fi
 defaults=/etc/default/slurmd
 wanted="# Managed by hyperscaler: slurmd fetches its configuration from slurmctld.
 SLURMD_OPTIONS=\"--conf-server $CONF_SERVER\""

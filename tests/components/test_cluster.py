@@ -40,7 +40,7 @@ def test_resource_counts(monitor: RecordingMonitor, stack: str) -> None:
     spec = loaded(stack).spec
     records = build(monitor, spec)
     nodes = plan_nodes(spec)
-    data = sum(len(n.data_disks_gib) for n in nodes) + 1  # + controller state volume
+    data = sum(len(n.volumes) for n in nodes)  # state, data-N, meta
     counts = types(records)
     assert counts["libvirt:index/domain:Domain"] == len(nodes)
     assert counts["libvirt:index/cloudInitDisk:CloudInitDisk"] == len(nodes)

@@ -76,13 +76,13 @@ def test_every_node_runs_node_exporter_and_the_controller_the_rest() -> None:
     assert "prometheus-alertmanager" not in packages["10.77.0.100"]
 
 
-def test_prometheus_waits_for_the_state_volume_and_its_files() -> None:
+def test_prometheus_waits_for_the_mounted_state_volume_and_its_files() -> None:
     records = run(spec_with())
     step = records["ws-monitoring-controller-prometheus"]
     needs = {
         records[n].urn
         for n in (
-            "ws-slurm-controller-state-volume",
+            "ws-volumes-controller-state",  # the state volume, mounted
             "ws-monitoring-controller-etc-prometheus-prometheus-yml",
             "ws-monitoring-controller-etc-prometheus-rules-hyperscaler-yml",
         )

@@ -183,7 +183,7 @@ def test_packages_come_first_on_every_node() -> None:
             if f"-{node}-" in name and not name.startswith("dev-packages-"):
                 assert waits_for(rec, install.urn), f"{name} does not wait for the packages of {node}"
     script = cmds["dev-packages-controller"].plain_inputs["stdin"]  # each step carries its script
-    assert "readonly PACKAGES='mariadb-server munge slurm-client slurmctld slurmdbd'" in script
+    assert "readonly PACKAGES='mariadb-server munge nfs-common slurm-client slurmctld slurmdbd'" in script
 
 
 def test_a_script_change_never_replaces_a_membership_step() -> None:

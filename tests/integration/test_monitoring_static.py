@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from config.models import Beegfs, ClusterSpec
+from config.models import ClusterSpec
 from config.topology import plan_nodes
 from render.grafana import dashboards
 from render.monitoring import (
@@ -69,8 +69,10 @@ def with_alerts(stack: str, **alerts: object) -> ClusterSpec:
 
 
 def with_beegfs(spec: ClusterSpec) -> ClusterSpec:
-    """The rules as they will be once BeeGFS is built (the checks still refuse beegfs.enabled)."""
-    return spec.model_copy(update={"beegfs": Beegfs(enabled=True)})
+    """A stack whose shared storage is BeeGFS: its rules include BeegfsTargetOffline."""
+    assert spec.storage is not None
+    storage = spec.storage.model_copy(update={"backend": "beegfs", "count": max(1, spec.storage.count)})
+    return spec.model_copy(update={"storage": storage})
 
 
 def prometheus_tree(spec: ClusterSpec, root: Path) -> Path:

@@ -61,7 +61,7 @@ def test_doctor_without_a_stack_checks_the_host_alone(capsys: pytest.CaptureFixt
 def test_doctor_computes_what_the_stack_needs(capsys: pytest.CaptureFixture[str]) -> None:
     # workstation: 2 GPU VMs x 48 GiB in hugepages; controller 4 GiB + storage 4 GiB in normal pages;
     # volumes 30+10 (controller) + 2 x 100 (gpu) + 20+200 (storage)
-    assert host_needs(loaded("workstation").spec, "ws1") == (98304, 8192, 460)
+    assert host_needs(loaded("workstation").spec, "ws1") == (98304, 8192, 470)  # + the BeeGFS metadata volume
     assert main(["doctor", "workstation", "--root", str(HOSTS / "amd-2xh100")]) == 1  # 64 pages free, 96 needed
     out = capsys.readouterr().out
     assert "host ws1 needs 98304 MiB in hugepages" in out

@@ -40,7 +40,7 @@ def test_adding_a_node_leaves_the_other_vms_alone(tmp_path: Path) -> None:
     old = variant(tmp_path, "a")
     new = variant(tmp_path, "b", compute=[{"name": "cpu", "count": 3, "vcpus": 2, "memory_mib": 4096}])
     diff = changes(old, new)
-    vms = {n: a for n, a in diff.items() if not n.startswith(("dev-slurm-", "dev-packages-"))}
+    vms = {n: a for n, a in diff.items() if not n.startswith(("dev-slurm-", "dev-packages-", "dev-storage-"))}
     # cloud-init carries only node-local identity, so the existing nodes' disks and domains stay; the
     # network's DNS gets the new names in place
     assert vms == {
@@ -100,3 +100,23 @@ def test_field_view_tells_create_remove_and_replace_apart(tmp_path: Path) -> Non
     resized = variant(tmp_path, "d", compute=[{"name": "cpu", "count": 2, "vcpus": 3, "memory_mib": 4096}])
     report, worst = diff_report(old, resized)
     assert "replace-vm    compute[0].vcpus: 2 -> 3" in report and worst is Impact.REPLACE_VM
+
+
+def test_switching_on_metadata_mirroring_is_marked_irreversible(tmp_path: Path) -> None:
+    def stack(name: str, mirror: bool) -> Path:
+        doc = yaml.safe_load((ROOT / "Pulumi.workstation.yaml").read_text())
+        storage = {"count": 2, "data_disks_gib": [100], "beegfs": {"mirror_metadata": mirror}}
+        doc["config"]["hyperscaler:cluster"]["storage"] = storage
+        path = tmp_path / name / "Pulumi.workstation.yaml"
+        path.parent.mkdir()
+        path.write_text(yaml.safe_dump(doc))
+        return path
+
+    off, on = stack("off", False), stack("on", True)
+    report, worst = diff_report(off, on)
+    assert "reconfigure   storage.beegfs.mirror_metadata: False -> True" in report, report
+    assert "IRREVERSIBLE: once on, it cannot be switched off again (storage.beegfs.mirror_metadata)" in report
+    assert worst is Impact.RECONFIGURE and "no VM is replaced" in report
+    back, _ = diff_report(on, off)
+    assert "IRREVERSIBLE" not in back
+    assert "NOT APPLIED: storage.beegfs.mirror_metadata cannot be switched off" in back

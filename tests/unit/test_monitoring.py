@@ -259,7 +259,7 @@ def run_canary(tmp_path: Path, sinfo_states: str, srun_fails: bool) -> subproces
         (bin_dir / name).write_text(f"#!/bin/sh\n{body}\n")
         (bin_dir / name).chmod(0o755)
     metrics = tmp_path / "textfile" / "hyperscaler-canary.prom"
-    params = {"COMPUTE_NODES": "n1", "GPU_TYPES": "", "GPU_PARTITION": "", "CANARY_TIMEOUT": 1}
+    params = {"COMPUTE_NODES": "n1", "GPU_TYPES": "", "GPU_PARTITION": "", "CANARY_TIMEOUT": 1, "SHARED_DIR": ""}
     script = tmp_path / "canary.sh"
     script.write_text(render_script("canary", {**params, "CANARY_METRICS": metrics}).content)
     env = dict(os.environ, PATH=f"{bin_dir}:{os.environ['PATH']}")

@@ -42,4 +42,10 @@
       <serial>hs-data-2</serial>
     </xsl:copy>
   </xsl:template>
+  <xsl:template match="/domain/devices/disk[source/@volume = 'cluster-storage-01-meta.qcow2' or substring(source/@file, string-length(source/@file) - 29) = '/cluster-storage-01-meta.qcow2']">
+    <xsl:copy>
+      <xsl:apply-templates select="@*|node()[not(self::serial)]"/>
+      <serial>hs-meta</serial>
+    </xsl:copy>
+  </xsl:template>
 </xsl:stylesheet>

@@ -36,4 +36,10 @@
       <serial>hs-data-1</serial>
     </xsl:copy>
   </xsl:template>
+  <xsl:template match="/domain/devices/disk[source/@volume = 'workstation-storage-01-meta.qcow2' or substring(source/@file, string-length(source/@file) - 33) = '/workstation-storage-01-meta.qcow2']">
+    <xsl:copy>
+      <xsl:apply-templates select="@*|node()[not(self::serial)]"/>
+      <serial>hs-meta</serial>
+    </xsl:copy>
+  </xsl:template>
 </xsl:stylesheet>
