@@ -52,6 +52,12 @@ def test_stack_plans(stack: str, tmp_path: Path) -> None:
         assert ui["ssh_tunnel"].endswith(f"@{controller}")
 
 
+def test_a_plan_exports_only_its_own_outputs() -> None:
+    """Two plans in one process: the second sees none of the first's outputs (here, `monitoring`)."""
+    assert "monitoring" in run_plan(ROOT / "Pulumi.workstation.yaml").outputs
+    assert "monitoring" not in run_plan(ROOT / "Pulumi.dev.yaml").outputs
+
+
 def test_dev_plan_tree_lists_every_piece() -> None:
     tree = format_tree(run_plan(ROOT / "Pulumi.dev.yaml").records)
     for needle in (
