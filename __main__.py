@@ -6,7 +6,7 @@ from components.cluster import HpcCluster, HpcClusterArgs
 from config import ConfigError, load_from_pulumi
 
 try:
-    stack, ssh_private_key = load_from_pulumi()
+    stack, ssh_private_key, alert_receiver_secret = load_from_pulumi()
 except ConfigError as error:
     # RunError ends the program with this message and no traceback; nothing has been declared yet.
     raise pulumi.RunError(error.report()) from None
@@ -14,9 +14,12 @@ except ConfigError as error:
 for warning in stack.warnings:
     pulumi.log.warn(f"{warning.path or 'hyperscaler'}: {warning.message} ({warning.hint})")
 
-cluster = HpcCluster(stack.spec.name, HpcClusterArgs(stack.spec, ssh_private_key))
+cluster = HpcCluster(stack.spec.name, HpcClusterArgs(stack.spec, ssh_private_key, alert_receiver_secret))
 
 pulumi.export("controller_address", cluster.controller_address)
 pulumi.export("nodes", cluster.summary)
 pulumi.export("canary", cluster.slurm.canary)
 pulumi.export("known_hosts", cluster.known_hosts)
+if cluster.monitoring is not None:
+    # Each web UI's URL and the SSH tunnel that reaches it; no secret in either.
+    pulumi.export("monitoring", cluster.monitoring.endpoints)

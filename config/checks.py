@@ -10,11 +10,12 @@ from collections.abc import Callable, Iterable, Iterator
 from config.catalog import CATALOG
 from config.checks_gpu import GPU_CHECKS
 from config.checks_mig import MIG_CHECKS
+from config.checks_monitoring import MONITORING_CHECKS
 from config.findings import Finding, Severity, brief
 from config.images import image_virtual_size_gib
 from config.models import ClusterSpec
 from config.models.nodes import VmSpec
-from config.models.services import Containers, Monitoring
+from config.models.services import Containers
 from config.models.storage import MIN_TARGET_GIB
 from config.slurm_facts import (
     MAX_JOB_ID,
@@ -613,7 +614,6 @@ def shared_storage(spec: ClusterSpec, nodes: list[NodePlan]) -> Iterator[Finding
 # file believes it turned something on (README and docs/ list what is built).
 NOT_BUILT: dict[str, tuple[type, str]] = {
     "containers": (Containers, "container runtimes (Enroot, Pyxis, Docker, Apptainer)"),
-    "monitoring": (Monitoring, "monitoring (Prometheus, exporters, Grafana)"),
 }
 
 
@@ -644,6 +644,7 @@ CHECKS: tuple[Check, ...] = (
     sections_not_built,
     *GPU_CHECKS,
     *MIG_CHECKS,
+    *MONITORING_CHECKS,
 )
 
 

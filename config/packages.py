@@ -24,6 +24,9 @@ ROLE_PACKAGES: dict[Role, tuple[str, ...]] = {
 }
 ACCOUNTING_PACKAGES = ("mariadb-server", "slurmdbd")  # controller, when slurm.accounting.enabled
 DNS_PACKAGES = ("dnsmasq",)  # controller, when it serves the cluster's names (bridged management network)
+# When monitoring.enabled: Prometheus and Alertmanager on the controller, node-exporter on every node.
+MONITORING_CONTROLLER_PACKAGES = ("prometheus", "prometheus-alertmanager")
+MONITORING_NODE_PACKAGES = ("prometheus-node-exporter",)
 NFS_SERVER_PACKAGES = ("nfs-kernel-server",)
 NFS_CLIENT_PACKAGES = ("nfs-common",)
 # What the node needs to add a signed third-party repository (gpg to check the key's fingerprint).
@@ -61,6 +64,10 @@ def packages_for(spec: ClusterSpec, node: NodePlan, mgmtd: NodePlan | None = Non
         wanted.update(DNS_PACKAGES)
     if node_mig(spec, node) is not None:
         wanted.update(REPOSITORY_TOOLS)
+    if spec.monitoring.enabled:
+        wanted.update(MONITORING_NODE_PACKAGES)
+        if node.role is Role.CONTROLLER:
+            wanted.update(MONITORING_CONTROLLER_PACKAGES)
     storage = spec.storage
     if storage is None or not storage.count:
         return NodePackages(tuple(sorted(wanted)))
@@ -90,5 +97,7 @@ def every_package() -> tuple[str, ...]:
         *NFS_CLIENT_PACKAGES,
         *REPOSITORY_TOOLS,
         *BEEGFS_VOLUME_TOOLS,
+        *MONITORING_CONTROLLER_PACKAGES,
+        *MONITORING_NODE_PACKAGES,
     )
     return tuple(sorted({p for pkgs in ROLE_PACKAGES.values() for p in pkgs} | set(extras)))

@@ -29,7 +29,8 @@ PRESETS: dict[str, dict[str, Any]] = {
             "backend": "nfs",
         },
     },
-    # One GPU workstation (2 NUMA nodes) passing through 2 datacenter GPUs, one per compute VM, with MIG.
+    # One GPU workstation (2 NUMA nodes) passing through 2 datacenter GPUs, one per compute VM, with MIG;
+    # monitored.
     "workstation": {
         "hosts": [
             {
@@ -63,8 +64,9 @@ PRESETS: dict[str, dict[str, Any]] = {
         "storage": {"count": 1, "vcpus": 2, "memory_mib": 4096, "disk_gib": 20, "data_disks_gib": [200]},
         # Per H100: 3g at slices 4-7, 2g at 0-1, the two 1g at 2 and 3 (docs/mig.md).
         "mig": {"layouts": [{"group": "gpu", "profiles": {"3g.40gb": 1, "2g.20gb": 1, "1g.10gb": 2}}]},
+        "monitoring": {"enabled": True},
     },
-    # Three hypervisors on a shared L2 (host bridges): services on hv1, CPU nodes on hv2, GPU nodes on hv3.
+    # Three hypervisors on a shared L2 (host bridges): services on hv1, CPU nodes on hv2, GPU nodes on hv3; monitored.
     "cluster": {
         "hosts": [
             {
@@ -113,6 +115,7 @@ PRESETS: dict[str, dict[str, Any]] = {
                 "gpus_per_node": 1,
             },
         ],
+        "monitoring": {"enabled": True},
     },
 }
 

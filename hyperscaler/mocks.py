@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pulumi
-from pulumi.runtime import rpc
+from pulumi.runtime import rpc, settings
 from pulumi.runtime.mocks import MockCallArgs, MockMonitor, MockResourceArgs
 
 SECRET_MASK = "[secret]"
@@ -195,5 +195,8 @@ def install(project: str = "hyperscaler", stack: str = "test", preview: bool = F
     """Install fresh mocks (process-global) and return the monitor that records this run."""
     mocks = HyperscalerMocks()
     monitor = RecordingMonitor(mocks)
+    # set_mocks keeps an existing root stack resource, and with it the outputs an earlier program in this
+    # process exported: start from a fresh one.
+    settings.ROOT.set(None)
     pulumi.runtime.set_mocks(mocks, project=project, stack=stack, preview=preview, monitor=monitor)
     return monitor

@@ -9,7 +9,7 @@ from __future__ import annotations
 from config.mig import NodeMig
 from config.models import ClusterSpec
 from render.common import RenderedFile, content_hash
-from render.remote import LIBEXEC, render_script
+from render.remote import LIBEXEC, SLURM_INCLUDES, render_script
 from render.repository import APT_REPO_LIB, repository_params
 from render.slurm import GRES_NODE_FILE
 
@@ -89,7 +89,7 @@ def gres_script(node: str, mig: NodeMig) -> RenderedFile:
         "GRES_FILE": GRES_NODE_FILE,
         "STATUS_FILE": STATUS_FILE,
     }
-    return render_script("mig-gres", params, includes=("lib.sh", "slurm-lib.sh"))
+    return render_script("mig-gres", params, includes=SLURM_INCLUDES)
 
 
 def mig_files(node: str, mig: NodeMig) -> tuple[RenderedFile, ...]:

@@ -12,10 +12,11 @@ import hostlist
 
 from config.mig import node_mig
 from config.models import ClusterSpec
+from config.monitoring_facts import TEXTFILE_DIR
 from config.topology import NodePlan
 from render.common import RenderedFile, content_hash, in_dependency_order
 from render.mig import GRES_SCRIPT, mig_files, mig_step_script
-from render.remote import render_script
+from render.remote import SLURM_INCLUDES, render_script
 from render.slurm import (
     GRES_NODE_FILE,
     SLURM_ETC,
@@ -105,6 +106,11 @@ def mariadb_cnf(ctl: NodePlan) -> RenderedFile:
     return RenderedFile(MARIADB_CNF, text)
 
 
+def canary_metrics(spec: ClusterSpec) -> str:
+    """Where the canary records its outcome for node-exporter (alert CanaryFailed); nowhere without monitoring."""
+    return f"{TEXTFILE_DIR}/hyperscaler-canary.prom" if spec.monitoring.enabled else ""
+
+
 def restart_key(*texts: str) -> str:
     return content_hash(*texts)
 
@@ -172,13 +178,13 @@ def slurm_plan(spec: ClusterSpec, nodes: list[NodePlan]) -> list[NodeSlurm]:
                     "MIG_GRES": mig_gres(spec, nodes),
                     **drain,
                 },
-                includes=("lib.sh", "slurm-lib.sh"),
+                includes=SLURM_INCLUDES,
             ),
             needs=conf_needs,  # restarts follow RESTART_KEY; plain changes are the reconfigure step's job
             after=tuple(slurmctld_after),
         )
     )
-    membership = render_script("membership", drain, includes=("lib.sh", "slurm-lib.sh"))
+    membership = render_script("membership", drain, includes=SLURM_INCLUDES)
     ctl_files.append(membership)
     # After every slurmd and every MIG change: reconfigure re-reads slurm.conf everywhere, then the canary
     # proves it.
@@ -220,9 +226,10 @@ def slurm_plan(spec: ClusterSpec, nodes: list[NodePlan]) -> list[NodeSlurm]:
                         "GPU_TYPES": " ".join(all_gpu_types),
                         "GPU_PARTITION": gpu_partition,
                         "CANARY_TIMEOUT": CANARY_TIMEOUT_S,
+                        "CANARY_METRICS": canary_metrics(spec),
                         "SHARED_DIR": shared_dir(spec),
                     },
-                    includes=("lib.sh", "slurm-lib.sh"),
+                    includes=SLURM_INCLUDES,
                 ),
                 applies=conf_paths,
                 after=("reconfigure", *member_steps),
@@ -250,7 +257,7 @@ def slurm_plan(spec: ClusterSpec, nodes: list[NodePlan]) -> list[NodeSlurm]:
             Step(
                 node.name,
                 "slurmd",
-                render_script("slurmd", params, includes=("lib.sh", "slurm-lib.sh")),
+                render_script("slurmd", params, includes=SLURM_INCLUDES),
                 after=("munge", f"{ctl.name}:slurmctld"),
             ),
         )

@@ -13,14 +13,16 @@ from config.models.hosts import (
     PciFunction,
     StoragePool,
 )
+from config.models.monitoring import Alerts, EmailReceiver, Grafana, Monitoring, WebhookReceiver
 from config.models.network import InterconnectNetwork, ManagementNetwork, Networks
 from config.models.nodes import BaseImage, ComputeGroup, Controller, Ssh, StorageGroup, VmTopology
 from config.models.repository import AptRepository
-from config.models.services import Accounting, Containers, Mig, MigLayout, MigSoftware, Monitoring, Partition, Slurm
+from config.models.services import Accounting, Containers, Mig, MigLayout, MigSoftware, Partition, Slurm
 from config.models.storage import BeegfsPool, BeegfsSettings, NfsSettings
 
 __all__ = [
     "Accounting",
+    "Alerts",
     "AptRepository",
     "BaseImage",
     "BeegfsPool",
@@ -31,8 +33,10 @@ __all__ = [
     "Controller",
     "CpuTopology",
     "DirectBoot",
+    "EmailReceiver",
     "Firmware",
     "Gpu",
+    "Grafana",
     "Host",
     "HostReserve",
     "Hugepages",
@@ -52,4 +56,5 @@ __all__ = [
     "StorageGroup",
     "StoragePool",
     "VmTopology",
+    "WebhookReceiver",
 ]

@@ -1,4 +1,5 @@
-"""Sections for the software pushed into the VMs: SLURM, BeeGFS, MIG, containers and monitoring.
+"""Sections for the software pushed into the VMs: SLURM, BeeGFS, MIG and containers (monitoring has its
+own module).
 
 Changing anything here reconfigures the running cluster; it never replaces a VM.
 """
@@ -15,7 +16,7 @@ from config.impact import Impact, setting
 from config.models.base import Model
 from config.models.repository import AptRepository
 from config.slurm_facts import KEY_RE, MAX_TIME, RESERVED_PARTITION_NAMES, TIME_FORMATS, TIME_RE, VALUE_RE, is_time
-from config.types import Count, DebPackage, Hostname, MiB, Name, NonEmptyStr, PositiveInt, Seconds
+from config.types import Count, DebPackage, Hostname, MiB, Name, NonEmptyStr, Seconds
 
 
 def _number_as_text(value: Any) -> Any:
@@ -193,10 +194,3 @@ class Containers(Model):
     cache_path: NonEmptyStr = setting(
         "/var/cache/enroot", impact=Impact.RECONFIGURE, doc="ENROOT_CACHE_PATH (image layers)."
     )
-
-
-class Monitoring(Model):
-    enabled: bool = setting(False, impact=Impact.RECONFIGURE, doc="Prometheus, node/DCGM exporters and Grafana.")
-    retention_days: PositiveInt = setting(15, impact=Impact.RESTART, doc="Prometheus retention.")
-    grafana_port: PositiveInt = setting(3000, impact=Impact.RESTART, doc="Grafana port on the controller.")
-    scrape_interval_s: Count = setting(30, impact=Impact.RECONFIGURE, doc="Prometheus scrape interval.")

@@ -3,6 +3,17 @@
 # It never queues behind users' work: each srun gives up (--immediate) when the node has no room, and a
 # node that is running jobs is reported as busy. Only a node that is idle and still cannot run a job fails.
 # A node drained because its MIG devices differ from its layout fails the canary at once, with the reason.
+# With monitoring on, its outcome also becomes a textfile metric in CANARY_METRICS (alert CanaryFailed).
+record_canary() {
+  [ -n "$CANARY_METRICS" ] || return 0
+  {
+    echo "# HELP hyperscaler_canary_success 1 if the last canary passed, 0 if it failed."
+    echo "# TYPE hyperscaler_canary_success gauge"
+    echo "hyperscaler_canary_success $(($1 == 0))"
+  } | write_textfile "$CANARY_METRICS"
+}
+results=$(mktemp -d)
+trap 'record_canary "$?"; rm -rf "$results"' EXIT
 ready() {
   local mismatched
   mismatched=$(sinfo -h -N -n "$COMPUTE_NODES" -o '%N: %E' | grep -F ": $MIG_MISMATCH_REASON" | sort -u || true)
@@ -15,8 +26,6 @@ until ready; do
     die "compute nodes not ready after ${CANARY_TIMEOUT}s: $(sinfo -h -N -n "$COMPUTE_NODES" -o '%N %t %E' | sort -u | paste -sd';' -)"
   sleep 1
 done
-results=$(mktemp -d)
-trap 'rm -rf "$results"' EXIT
 probe_node() {
   local node=$1 out
   # shellcheck disable=SC2016 # $SLURMD_NODENAME must expand on the compute node, not here
