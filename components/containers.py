@@ -178,7 +178,7 @@ class Containers(pulumi.ComponentResource):
         """The node's engine over SSH: `ssh://user@address`, its host key pinned through ssh_opts."""
         route = ssh_route(spec, node)
         return docker.Provider(
-            f"{name}-{node.name}-docker",
+            f"{name}-{node.name}-engine",
             host=docker_host(route),
             ssh_opts=pulumi.Output.from_input(host_key).apply(lambda key: docker_ssh_opts(route, key)),
             opts=pulumi.ResourceOptions(parent=self, depends_on=[docker_step]),
@@ -196,11 +196,11 @@ class Containers(pulumi.ComponentResource):
             name=str(fields["name"]),
             image=image.image_id,
             command=list(fields["command"]) or None,  # type: ignore[call-overload]
-            envs=fields["envs"],  # type: ignore[arg-type]
+            envs=fields["envs"],
             mounts=[docker.ContainerMountArgs(**m) for m in fields["mounts"]],  # type: ignore[attr-defined]
             network_mode=str(fields["network_mode"]),
-            user=fields["user"],  # type: ignore[arg-type]
-            runtime=fields["runtime"],  # type: ignore[arg-type]
+            user=fields["user"],
+            runtime=fields["runtime"],
             capabilities=docker.ContainerCapabilitiesArgs(adds=fields["capabilities"]) if c.capabilities else None,  # type: ignore[arg-type]
             restart=str(fields["restart"]),
             # A changed mounted file restarts the container (a new one reads it); nothing else re-creates it.
@@ -223,7 +223,7 @@ class Containers(pulumi.ComponentResource):
                 self._start_container(name, node.name, dcgm, after, [dcgm_counters_file().content])
 
     def _make_dirs(self, name: str, node: str, c: ContainerSpec, access: NodeAccess) -> list[pulumi.Resource]:
-        made = []
+        made: list[pulumi.Resource] = []
         for path, owner, mode in c.host_dirs:
             user, _, group = owner.partition(":")
             command = as_root(f"install -d -m {mode} -o {user} -g {group or user} {path}", access.user)

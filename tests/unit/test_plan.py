@@ -33,7 +33,8 @@ def test_stack_plans(stack: str, tmp_path: Path) -> None:
     assert len(names) == len(resources), "resource names must be unique"
     outputs = json.loads((tmp_path / "outputs.json").read_text())
     monitored = {"monitoring"} if result.stack.spec.monitoring.enabled else set()
-    assert set(outputs) == {"controller_address", "nodes", "canary", "known_hosts", *monitored}
+    registry = {"registry"} if result.stack.spec.containers.enabled else set()
+    assert set(outputs) == {"controller_address", "nodes", "canary", "known_hosts", *monitored, *registry}
     hosts = outputs["known_hosts"].splitlines()
     assert len(hosts) == len(outputs["nodes"]) and all(" ssh-ed25519 AAAA" in line for line in hosts)
     assert outputs["canary"] == {"status": "not run yet"}  # mocks run no command
