@@ -27,8 +27,12 @@ stop_dockerd() {
 }
 
 dockerd_refuses() {  # dockerd_refuses FILE: prints dockerd's complaint and succeeds when FILE is refused
+  local out
   if dockerd --help 2>&1 | grep -q -- '--validate'; then
-    dockerd --validate --config-file "$1" 2>&1 >/dev/null && return 1
+    if out=$(dockerd --validate --config-file "$1" 2>&1); then
+      return 1
+    fi
+    printf '%s\n' "$out"
     return 0
   fi
   return 1  # no offline check: the restart below is the check
