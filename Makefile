@@ -50,7 +50,7 @@ integration: setup deps
 # golang-go) fetches the Go that e2e/go.mod asks for from the module proxy.
 engine: setup
 	@command -v go >/dev/null || { $(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq golang-go; }
-	HYPERSCALER_ENGINE_CACHE=$(ENGINE_CACHE) $(PY) e2e/build_engine.py build --stub-providers >/dev/null
+	HYPERSCALER_ENGINE_CACHE=$(ENGINE_CACHE) $(PY) e2e/build_engine.py build >/dev/null
 
 e2e: engine
 	HYPERSCALER_ENGINE_CACHE=$(ENGINE_CACHE) $(PY) -m pytest -q -m e2e tests/e2e

@@ -27,7 +27,7 @@ SKIP_COPY = {".git", ".venv", "out", "tests", "bench", ".mypy_cache", ".pytest_c
 @pytest.fixture(scope="session")
 def engine_bin() -> Path:
     cache = Path(os.environ.get("HYPERSCALER_ENGINE_CACHE", build_engine.DEFAULT_CACHE))
-    return build_engine.build(cache, stub_providers=True, jobs=2)
+    return build_engine.build(cache, jobs=2)
 
 
 @dataclass
@@ -71,7 +71,7 @@ def stack(engine_bin: Path, tmp_path: Path) -> Iterator[Stack]:
         "PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION": "true",
         "PULUMI_BACKEND_URL": f"file://{state}",
     }
-    build_engine.install_plugins(engine_bin, home)
+    build_engine.install_plugins(engine_bin, home, "stubs")
     key = tmp_path / "id_ed25519"
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "e2e", "-f", str(key)], check=True)
     s = Stack(project, env, key.read_text())
