@@ -71,8 +71,8 @@ PROVIDER_KINDS = ("doubles", "stubs")
 
 def key_inputs() -> list[Path]:
     """Inputs of the cache key besides versions.env and this script: the module files, every Go source
-    beside this script, and the facts file the doubles are stamped with."""
-    sources = sorted(p for p in HERE.rglob("*.go") if "testdata" not in p.parts)
+    beside this script but its tests, and the facts file the doubles are stamped with."""
+    sources = sorted(p for p in HERE.rglob("*.go") if not p.name.endswith("_test.go"))
     return [HERE / "go.mod", HERE / "go.sum", *sources, FACTS_FILE]
 
 

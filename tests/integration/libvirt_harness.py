@@ -95,25 +95,6 @@ def virt_xml_validate(xml: str, kind: str = "domain") -> tuple[int, str]:
         return _run(["virt-xml-validate", f.name, kind], timeout=60)
 
 
-def provider_xsltproc(xslt: str, xml: str) -> tuple[int, str]:
-    """Apply ``xslt`` the way terraform-provider-libvirt 0.8.1 does (transformXML): stylesheet
-    whitespace-trimmed, both written to temp files, ``xsltproc --nomkdir --nonet --nowrite``.
-
-    Returns (0, transformed XML) or (rc, xsltproc's stderr)."""
-    require_tools(("xsltproc",))
-    with (
-        tempfile.NamedTemporaryFile("w", suffix=".xsl", prefix="hs-xslt-") as sheet,
-        tempfile.NamedTemporaryFile("w", suffix=".xml", prefix="hs-xml-") as doc,
-    ):
-        sheet.write(xslt.strip())
-        doc.write(xml)
-        sheet.flush()
-        doc.flush()
-        argv = ["xsltproc", "--nomkdir", "--nonet", "--nowrite", sheet.name, doc.name]
-        proc = subprocess.run(argv, capture_output=True, text=True, timeout=60, env=CLEAN_ENV, check=False)
-    return proc.returncode, proc.stdout if proc.returncode == 0 else proc.stderr
-
-
 def fix_dev_kvm() -> None:
     """chgrp kvm /dev/kvm; chmod 660 -- otherwise libvirt re-probes QEMU on every call and each
     ``virsh define`` takes ~55 s (sandbox.md, section 2)."""
