@@ -18,6 +18,21 @@ if [ "$(cat "$defaults" 2>/dev/null)" != "$wanted" ]; then
   printf '%s\n' "$wanted" > "$defaults.tmp"
   mv -f "$defaults.tmp" "$defaults"
 fi
+# Debian's slurmd.service starts only when /etc/slurm/slurm.conf exists (ConditionPathExists), and a
+# configless node never has one: systemd would skip the start and report nothing. An empty
+# ConditionPathExists= resets the unit's conditions (systemd.unit(5)).
+if have_systemd; then
+  dropin=/etc/systemd/system/slurmd.service.d/hyperscaler-configless.conf
+  wanted_dropin="# Managed by hyperscaler: configless slurmd has no /etc/slurm/slurm.conf.
+[Unit]
+ConditionPathExists="
+  if [ "$(cat "$dropin" 2>/dev/null)" != "$wanted_dropin" ]; then
+    install -d -m 0755 "${dropin%/*}"
+    printf '%s\n' "$wanted_dropin" > "$dropin.tmp"
+    mv -f "$dropin.tmp" "$dropin"
+    systemctl daemon-reload
+  fi
+fi
 key="$RESTART_KEY $CONF_SERVER"
 if svc_running slurmd; then
   if [ "$(applied_get slurmd)" != "$key" ]; then
