@@ -57,7 +57,7 @@ e2e: engine
 
 # The program's own VMs booted under TCG on a namespaced libvirtd and configured by its SLURM Commands:
 # about 6 minutes warm on 2 cores, plus about 2 minutes for the cached image the first time.
-vm: setup deps
+vm: setup deps engine
 	$(PY) -m pytest -q -m vm tests/vm
 
 # Everything: lint, unit, component, integration (real SLURM, libvirt, cloud-init, shellcheck; needs root
