@@ -18,8 +18,9 @@ The QEMU capability probe takes ~8 s on a cold cache; the cache is copied in fro
 libvirt re-probes by itself when QEMU or libvirt change.
 
 Teardown kills only what this instance started: its own PIDs, plus any process still living in its
-private mount namespace (e.g. a dnsmasq spawned for a test network), then deletes the netns and temp
-dir. It runs even when start-up fails half-way.
+private mount namespace (e.g. a dnsmasq spawned for a test network) or in its network namespace (QEMU,
+which libvirt starts in a mount namespace of its own: a domain a failed test left running), then deletes
+the netns and temp dir. It runs even when start-up fails half-way.
 """
 
 from __future__ import annotations
@@ -37,6 +38,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Self
 from xml.etree import ElementTree
+
+from tests.integration.harness.nodes import pids_in_netns
 
 # The venv's PATH may lack /usr/sbin, where libvirtd and virtlogd live.
 CLEAN_ENV = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8"}
@@ -257,6 +260,10 @@ class Libvirtd:
         if self._holder_mnt_ns is not None:
             # Anything in our private mount namespace descends from us (e.g. dnsmasq for a network).
             victims.update(_pids_in_mnt_ns(self._holder_mnt_ns))
+        if self._netns_created:
+            # QEMU runs in a mount namespace of its own (libvirt's qemu.conf `namespaces`) but in our
+            # network namespace, which this instance created: a domain a test left running dies here too.
+            victims.update(pids_in_netns(self.netns))
         if self._holder is not None:
             victims.discard(self._holder.pid)
         self._kill(victims)

@@ -8,12 +8,14 @@ from __future__ import annotations
 import os
 import re
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from xml.etree import ElementTree
 
 import pytest
 
+from tests.integration.harness.nodes import pids_in_netns
 from tests.integration.libvirt_harness import Libvirtd, require_tools, virt_xml_validate
 from tests.integration.provider_xml import I440FX_CANONICAL, Q35_CANONICAL, domain_xml, provider_xsltproc
 
@@ -204,13 +206,31 @@ def test_outside_uri_reaches_the_same_daemon(libvirtd: Libvirtd) -> None:
     assert proc.returncode == 0, proc.stderr
 
 
+# A diskless TCG guest that sits in the firmware: enough to leave a QEMU process running.
+RUNNING_DOMAIN = """<domain type="qemu"><name>hs-left-running</name><memory unit="MiB">32</memory>
+<os><type arch="x86_64" machine="pc">hvm</type></os></domain>"""
+
+
 def test_teardown_leaves_nothing_behind() -> None:
     lv = Libvirtd()
     with lv:
         assert lv._holder is not None
         pids = [lv._holder.pid, *(p.pid for p in lv._daemons.values())]
         workdir, netns = lv.workdir, lv.netns
+        # A domain left running (a VM test that failed): QEMU lives in a mount namespace of its own, so
+        # only the network namespace tells it belongs to this instance.
+        rc, out = lv.define(RUNNING_DOMAIN, validate=False)
+        assert rc == 0, out
+        rc, out = lv.virsh("start", "hs-left-running")
+        assert rc == 0, out
+        qemu = [p for p in pids_in_netns(netns) if "qemu" in Path(f"/proc/{p}/comm").read_text()]
+        assert qemu, "no QEMU process in the instance's network namespace"
     for pid in pids:  # stop() waited for them, so not even zombies remain
         assert not Path(f"/proc/{pid}").exists()
+    # QEMU's parent, libvirtd, is gone too: init reaps it, which may take a moment on a busy machine.
+    deadline = time.monotonic() + 30
+    while any(Path(f"/proc/{p}").exists() for p in qemu) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not [p for p in qemu if Path(f"/proc/{p}").exists()], "QEMU outlived the harness"
     assert not workdir.exists()
     assert not os.path.exists(f"/run/netns/{netns}")
