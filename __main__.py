@@ -19,6 +19,14 @@ cluster = HpcCluster(stack.spec.name, HpcClusterArgs(stack.spec, ssh_private_key
 pulumi.export("controller_address", cluster.controller_address)
 pulumi.export("nodes", cluster.summary)
 pulumi.export("canary", cluster.slurm.canary)
+# Seconds from the controller VM's boot until the canary's jobs had run: on the `up` that creates the
+# cluster, the time to the first job (None until the canary has run).
+pulumi.export(
+    "time_to_first_job_seconds",
+    cluster.slurm.canary.apply(lambda c: c.get("controller_uptime_seconds") if isinstance(c, dict) else None)
+    if cluster.slurm.canary is not None
+    else None,
+)
 pulumi.export("known_hosts", cluster.known_hosts)
 if cluster.monitoring is not None:
     # Each web UI's URL and the SSH tunnel that reaches it; no secret in either.

@@ -74,6 +74,7 @@ class Registration:
     additional_secret_outputs: list[str]
     replace_on_changes: list[str]
     inputs: dict[str, Any]  # raw: secrets still wrapped, so tests can assert secrecy
+    id: str = ""  # the id the mocks answered (a custom resource's; "" for components)
 
     @property
     def plain_inputs(self) -> dict[str, Any]:
@@ -192,6 +193,7 @@ class RecordingMonitor(MockMonitor):
                     replace_on_changes=list(request.replaceOnChanges),
                     # deserialized once, by MockMonitor (our names are unique per type)
                     inputs=self.seen_inputs.pop((request.type, request.name)),
+                    id=response.id,
                 )
             )
         return response

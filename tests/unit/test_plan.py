@@ -34,10 +34,12 @@ def test_stack_plans(stack: str, tmp_path: Path) -> None:
     outputs = json.loads((tmp_path / "outputs.json").read_text())
     monitored = {"monitoring"} if result.stack.spec.monitoring.enabled else set()
     registry = {"registry"} if result.stack.spec.containers.enabled else set()
-    assert set(outputs) == {"controller_address", "nodes", "canary", "known_hosts", *monitored, *registry}
+    expected = {"controller_address", "nodes", "canary", "known_hosts", "time_to_first_job_seconds"}
+    assert set(outputs) == expected | monitored | registry
     hosts = outputs["known_hosts"].splitlines()
     assert len(hosts) == len(outputs["nodes"]) and all(" ssh-ed25519 AAAA" in line for line in hosts)
     assert outputs["canary"] == {"status": "not run yet"}  # mocks run no command
+    assert outputs["time_to_first_job_seconds"] is None
     for node, info in outputs["nodes"].items():
         seed = tmp_path / node / "var/lib/cloud/seed/nocloud"
         user_data = (seed / "user-data").read_text()

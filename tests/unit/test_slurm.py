@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
@@ -267,3 +269,21 @@ def test_time_seconds(value: str, seconds: int | None) -> None:
     assert time_seconds(value) == seconds
     assert is_time(value) is (value != "2 days")
     assert not is_time("24855-03:13:09") and is_time("24855-03:13:08") and time_seconds("24855-03:13:08") == 2**31 - 60
+
+
+def test_configless_slurmd_can_start_under_debians_unit() -> None:
+    """Debian's slurmd.service refuses to start without /etc/slurm/slurm.conf, which a configless node never
+    has; the slurmd step resets that condition with a drop-in (found by the engine-driven VM tier, where
+    systemd silently skipped the start)."""
+    unit = Path("/lib/systemd/system/slurmd.service")
+    assert unit.is_file(), "Debian's slurmd package is missing (packages.apt; make deps installs it)"
+    assert "ConditionPathExists=/etc/slurm/slurm.conf" in unit.read_text().splitlines()
+    spec = loaded("dev").spec
+    nodes = plan_nodes(spec)
+    step = next(s for n in slurm_plan(spec, nodes) for s in n.steps if s.name == "slurmd")
+    script = step.script.content
+    dropin = re.search(r'wanted_unit="(.*?)"\n', script, re.DOTALL)
+    assert dropin is not None and "/etc/systemd/system/slurmd.service.d/" in script
+    lines = dropin.group(1).splitlines()
+    assert lines[1:] == ["[Unit]", "ConditionPathExists="], lines
+    assert script.index("systemctl daemon-reload") < script.index("svc_start slurmd")
