@@ -3,24 +3,48 @@
 # later), otherwise by restarting with it and putting the previous file back if dockerd does not come up.
 # The docker group (root on this node) holds exactly GROUP_MEMBERS; nobody else is added.
 DOCKER_LOG=/var/log/hyperscaler-dockerd.log
+# Without systemd, the pid of the dockerd this step started (dockerd writes /run/docker.pid only once it runs).
+LAUNCH_PID=/run/hyperscaler-dockerd.pid
 
 docker_up() { docker info >/dev/null 2>&1; }
+
+dockerd_pid() {  # the running dockerd's pid, from its own pidfile or the one this step wrote
+  local f pid
+  for f in /run/docker.pid "$LAUNCH_PID"; do
+    pid=$(cat "$f" 2>/dev/null || true)
+    if [ -n "$pid" ] && pid_is dockerd "$pid" && ! grep -q '^State:[[:space:]]*Z' "/proc/$pid/status" 2>/dev/null; then
+      echo "$pid"
+      return 0
+    fi
+  done
+  return 1
+}
+
+# Up with the new file, or given up: then the wait below stops early and the previous file comes back.
+dockerd_settled() {
+  docker_up && return 0
+  if have_systemd; then
+    systemctl is-failed --quiet docker.service
+  else
+    ! dockerd_pid >/dev/null
+  fi
+}
 
 start_dockerd() {
   if have_systemd; then
     systemctl enable docker.service docker.socket >/dev/null 2>&1 || true
-    systemctl restart docker.service
+    systemctl restart docker.service || true  # a refused file shows below, where it is put back
   else
     stop_dockerd
-    # as docker.service runs it, with its own log; dockerd writes /run/docker.pid itself
-    (setsid /usr/sbin/dockerd --config-file "$DAEMON_JSON" </dev/null >>"$DOCKER_LOG" 2>&1 &)
+    # as docker.service runs it, with its own log
+    start-stop-daemon --start --quiet --background --no-close --make-pidfile --pidfile "$LAUNCH_PID" \
+      --exec /usr/sbin/dockerd -- --config-file "$DAEMON_JSON" </dev/null >>"$DOCKER_LOG" 2>&1
   fi
 }
 
 stop_dockerd() {
   local pid
-  pid=$(cat /run/docker.pid 2>/dev/null || true)
-  [ -n "$pid" ] && pid_is dockerd "$pid" || return 0
+  pid=$(dockerd_pid) || return 0
   kill "$pid"
   for _ in $(seq 1 200); do [ -d "/proc/$pid" ] || return 0; sleep 0.1; done
   die "dockerd (pid $pid) did not stop"
@@ -55,10 +79,11 @@ fi
 if [ "$changed" = 1 ] || ! docker_up; then
   log "starting dockerd with $DAEMON_JSON"
   start_dockerd
-  if ! (wait_for "dockerd" 60 docker_up); then
+  if ! (wait_for "dockerd" 60 dockerd_settled) || ! docker_up; then
     if [ -e "$DAEMON_JSON.previous" ]; then
       mv -f "$DAEMON_JSON.previous" "$DAEMON_JSON"
-      start_dockerd || true
+      start_dockerd
+      (wait_for "dockerd with the previous daemon.json" 60 docker_up) || true
     fi
     tail -n 20 "$DOCKER_LOG" >&2 2>/dev/null || journalctl -u docker.service -n 20 --no-pager >&2 || true
     die "dockerd did not start with the rendered daemon.json; the previous one is back in place"

@@ -21,6 +21,7 @@ by itself (asserted below; a VM's ext4 root gets overlay2).
 
 from __future__ import annotations
 
+import json
 import secrets
 import subprocess
 import time
@@ -35,7 +36,14 @@ from hyperscaler.mocks import Registration
 from hyperscaler.plan import PlanResult, run_plan
 from tests.integration.harness.dockerd import host_state
 from tests.integration.harness.nodes import Cluster
-from tests.integration.replay import COMMAND, DAEMON_PIDS, MANAGED_FILES, give_nodes_their_host_keys, replay
+from tests.integration.replay import (
+    COMMAND,
+    DAEMON_PIDS,
+    MANAGED_FILES,
+    give_nodes_their_host_keys,
+    replay,
+    replay_change,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -50,7 +58,7 @@ CONTAINER_FILES = (
 )
 
 
-def containers_stack(cluster: Cluster, tmp: Path) -> Path:
+def containers_stack(cluster: Cluster, tmp: Path, live_restore: bool = True, port: int = 5000) -> Path:
     cfg = {
         "name": "ctr",
         "hosts": [{"name": "hv", "cpu": {"cores_per_socket": 16}, "memory_mib": 65536}],
@@ -60,7 +68,11 @@ def containers_stack(cluster: Cluster, tmp: Path) -> Path:
         "compute": [{"name": "cpu", "count": 1, "vcpus": 2, "memory_mib": 2048, "address_offset": 12}],
         "storage": None,
         "slurm": {"cgroup_plugin": "cgroup/v1"},  # this host mounts cgroup v1
-        "containers": {"enabled": True, "docker": {"compute": True}},
+        "containers": {
+            "enabled": True,
+            "docker": {"compute": True, "live_restore": live_restore},
+            "registry": {"port": port},
+        },
     }
     path = tmp / "Pulumi.ctr.yaml"
     path.write_text(yaml.safe_dump({"config": {"hyperscaler:cluster": cfg}}))
@@ -74,9 +86,11 @@ def runnable(records: list[Registration]) -> list[Registration]:
 @dataclass
 class Replayed:
     cluster: Cluster
+    tmp: Path
     plan: PlanResult
     registry: str
     seconds: float
+    token: str = ""  # what the pushed image carries
 
     def ssh(self, host: str, command: str, stdin: str | None, host_key: str) -> subprocess.CompletedProcess[str]:
         return self.cluster.ssh_pinned(host, command, host_key, stdin)
@@ -106,7 +120,7 @@ def replayed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Replayed]:
         registry = plan.outputs["registry"]
         give_nodes_their_host_keys(cluster, plan.records)
         started = time.monotonic()
-        p = Replayed(cluster, plan, str(registry), 0.0)
+        p = Replayed(cluster, tmp, plan, str(registry), 0.0)
         replay(runnable(plan.records), p.ssh)
         p.seconds = time.monotonic() - started
         print(f"replayed the container stack's Commands in {p.seconds:.1f}s")
@@ -155,7 +169,7 @@ def test_no_node_trusts_the_registry_insecurely(replayed: Replayed) -> None:
 
 
 def test_an_image_pushed_to_the_registry_runs_in_a_slurm_job(replayed: Replayed) -> None:
-    token = secrets.token_hex(8)
+    token = replayed.token = secrets.token_hex(8)
     ref = f"{replayed.registry}/{IMAGE}"
     started = time.monotonic()
     # A tiny rootfs from the controller's own files (bash and the libraries it loads), plus a token that
@@ -219,3 +233,57 @@ def test_enroot_and_apptainer_steps_stop_with_their_message(replayed: Replayed) 
         rec = next(r for r in replayed.plan.records if r.type == COMMAND and r.name.endswith(f"-cpu-01-{step}"))
         with pytest.raises(AssertionError, match=f"containers.{step}.repository is null"):
             replay([rec], replayed.ssh)
+
+
+def test_a_container_change_restarts_docker_and_the_registry_only(replayed: Replayed) -> None:
+    """live_restore off and the registry moved to 5001, replayed as `pulumi up` runs it: dockerd restarts on
+    both nodes with the new daemon.json, the registry restarts on its new port and still holds the image
+    (the state volume), every node trusts the new address; SLURM's daemons keep running."""
+    before = replayed.snapshot()
+    changed = run_plan(containers_stack(replayed.cluster, replayed.tmp, live_restore=False, port=5001))
+    started = time.monotonic()
+    change = replay_change(runnable(replayed.plan.records), runnable(changed.records), replayed.ssh)
+    print(f"container change: {time.monotonic() - started:.1f}s")
+    ran = {r.name.removeprefix("ctr-containers-") for r in change.ran}
+    assert {"controller-docker", "cpu-01-docker", "controller-registry"} <= ran, ran
+    # Docker's trust moves to the new address; the certificate is the same, so the system store is not touched.
+    assert any(n.startswith("cpu-01-etc-docker-certs-d-") and n.endswith("-5001-ca-crt") for n in ran), ran
+    assert "cpu-01-container-trust" not in ran
+    assert not any(n.endswith(("-slurmctld", "-slurmd", "-munge")) for n in ran), ran
+    replayed.plan = changed
+    after = replayed.snapshot()
+    for node in NAMES:
+        assert after[f"{node}:pids"] == before[f"{node}:pids"], f"a SLURM daemon restarted on {node}"
+        assert after[f"{node}:container-pids"].split("\n")[0] != before[f"{node}:container-pids"].split("\n")[0]
+        assert replayed.on(node, "docker info -f '{{.LiveRestoreEnabled}}'").strip() == "false"
+    old_registry, replayed.registry = replayed.registry, str(changed.outputs["registry"])
+    assert replayed.registry.endswith(":5001") and replayed.registry != old_registry
+    assert replayed.cluster["cpu-01"].ssh(f"curl -fsS https://{old_registry}/v2/", check=False).returncode != 0
+    out = replayed.on(
+        "controller",
+        f"srun -N1 -w cpu-01 docker run --rm --network none {replayed.registry}/{IMAGE} /bin/bash -c "
+        "'echo $(< /etc/token)'",
+    )
+    assert out.strip() == replayed.token
+
+
+def test_a_daemon_json_dockerd_refuses_is_put_back(replayed: Replayed) -> None:
+    """Docker 20.10 has no --validate: the restart is the check. A daemon.json dockerd refuses (a misspelt
+    key) fails the step quickly, and the node runs again with the file it had."""
+    node = replayed.cluster["cpu-01"]
+    step = next(r for r in replayed.plan.records if r.type == COMMAND and r.name.endswith("-cpu-01-docker"))
+    good = node.read_file("/etc/docker/daemon.json")
+    staged = "/etc/hyperscaler/docker/daemon.json"
+    assert node.read_file(staged) == good
+    node.put_file(staged, json.dumps({**json.loads(good), "log-opt": {"max-size": "1m"}}, indent=2))
+    started = time.monotonic()
+    with pytest.raises(AssertionError, match="the previous one is back in place"):
+        replay([step], replayed.ssh)
+    assert time.monotonic() - started < 30, "the refusal should not wait for the 60 s time-out"
+    assert node.read_file("/etc/docker/daemon.json") == good
+    assert replayed.on("cpu-01", "docker info -f '{{.LiveRestoreEnabled}}'").strip() == "false"
+    # The rendered file again: the step goes through, and with dockerd up and the file unchanged, restarts nothing.
+    node.put_file(staged, good)
+    pid = replayed.on("cpu-01", "pgrep -x dockerd")
+    replay([step], replayed.ssh)
+    assert replayed.on("cpu-01", "pgrep -x dockerd") == pid
