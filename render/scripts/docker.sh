@@ -25,8 +25,8 @@ dockerd_settled() {
   docker_up && return 0
   if have_systemd; then
     systemctl is-failed --quiet docker.service
-  else
-    ! dockerd_pid >/dev/null
+  elif dockerd_pid >/dev/null; then
+    return 1  # still starting
   fi
 }
 
