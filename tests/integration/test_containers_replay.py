@@ -146,13 +146,18 @@ def test_the_steps_started_docker_and_the_registry(replayed: Replayed) -> None:
 
 
 def test_dockerd_fell_back_to_vfs_on_the_overlay_root(replayed: Replayed) -> None:
-    """The harness node's / is an overlayfs (a VM's is ext4): overlay2 cannot stack on it, and dockerd,
-    given no storage driver, picks vfs by itself. The program sets none, so nothing here is a test-only
-    setting; if this ever changes (a driver in daemon.json, another root), this test says so."""
+    """The harness node's / is an overlayfs (a VM's is ext4): overlay2 cannot stack on it (the kernel refuses
+    the mount), and dockerd, given no storage driver, picks vfs by itself. The program sets none, so nothing
+    here is a test-only setting; if this ever changes (a driver in daemon.json, another root), this test
+    says so."""
     for node in NAMES:
         assert replayed.on(node, "findmnt -n -o FSTYPE /").strip() == "overlay"
         assert replayed.on(node, "docker info -f '{{.Driver}}'").strip() == "vfs", node
         assert "storage-driver" not in replayed.on(node, "cat /etc/docker/daemon.json")
+        # dockerd's own log says why: overlay2 tried first, and the kernel refused the mount.
+        log = replayed.on(node, "grep -e 'storage-driver=overlay2' -e 'graphdriver' /var/log/hyperscaler-dockerd.log")
+        assert 'msg="failed to mount overlay: invalid argument" storage-driver=overlay2' in log, log
+        assert "graphdriver(s)=vfs" in log, log
 
 
 def test_no_node_trusts_the_registry_insecurely(replayed: Replayed) -> None:
