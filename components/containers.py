@@ -20,6 +20,7 @@ from components.identity import token, with_aliases
 from components.node import as_secret
 from components.remote import NodeAccess, file_slug, push_file, run_script
 from config.container_facts import (
+    DOCKER_CERTS_D,
     apptainer_node,
     docker_node,
     enroot_node,
@@ -90,10 +91,20 @@ class Containers(pulumi.ComponentResource):
         self.registry = registry_address(spec, ctl) if registry_on(spec) else None
 
         def push(
-            node: str, file: RenderedFile, content: pulumi.Input[str] | None = None, after: tuple = ()
+            node: str,
+            file: RenderedFile,
+            content: pulumi.Input[str] | None = None,
+            after: tuple = (),
+            removable: bool = False,
         ) -> remote.Command:
             return push_file(
-                f"{name}-{node}-{file_slug(file.path)}", file, args.access[node], self, content, list(after)
+                f"{name}-{node}-{file_slug(file.path)}",
+                file,
+                args.access[node],
+                self,
+                content,
+                list(after),
+                removable=removable,
             )
 
         # The registry's certificate: an Ed25519 key from a seed kept in state, so the same certificate
@@ -131,7 +142,11 @@ class Containers(pulumi.ComponentResource):
             wants_docker = docker_node(spec, node)
             trusting = wants_docker or enroot_node(spec, node) or apptainer_node(spec, node)
             if cert is not None and trusting:
-                ca_files = [push(node.name, f, cert) for f in trust_files(spec, ctl)]
+                # Docker's copy is named by the registry's address: when that moves, the old one goes.
+                ca_files = [
+                    push(node.name, f, cert, removable=f.path.startswith(DOCKER_CERTS_D))
+                    for f in trust_files(spec, ctl)
+                ]
                 self.steps[f"{node.name}:container-trust"] = run_script(
                     f"{name}-{node.name}-container-trust", trust_script(), [cert.apply(content_hash)], access, self,
                     ca_files,

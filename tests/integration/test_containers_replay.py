@@ -264,6 +264,11 @@ def test_a_container_change_restarts_docker_and_the_registry_only(replayed: Repl
     old_registry, replayed.registry = replayed.registry, str(changed.outputs["registry"])
     assert replayed.registry.endswith(":5001") and replayed.registry != old_registry
     assert replayed.cluster["cpu-01"].ssh(f"curl -fsS https://{old_registry}/v2/", check=False).returncode != 0
+    for node in NAMES:  # Docker no longer trusts the old address
+        assert replayed.on(node, "ls /etc/docker/certs.d/*/ca.crt").split() == [
+            f"/etc/docker/certs.d/{replayed.registry}/ca.crt"
+        ]
+    assert any(r.name.endswith("-5000-ca-crt") for r in change.deleted), change.deleted
     out = replayed.on(
         "controller",
         f"srun -N1 -w cpu-01 docker run --rm --network none {replayed.registry}/{IMAGE} /bin/bash -c "
