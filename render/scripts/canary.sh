@@ -48,15 +48,20 @@ busy=$(cat "$results"/* | awk '$1 == "failed" && $3 != "idle" {print $2}' | sort
 broken=$(cat "$results"/* | awk '$1 == "failed" && $3 == "idle"' || true)
 [ -z "$broken" ] || die "idle nodes could not run a job: $broken"
 uptime_s=$(cut -d. -f1 /proc/uptime)
-# Shared storage: a job writes a file on one node and a job on another reads it back.
+# Shared storage: a job writes a file on one node and a job on another reads it back. The jobs run as
+# root; on NFS with root_squash that is the anonymous user on the server, and a file root creates in the
+# sticky, world-writable top of /shared is then owned by someone else, which the clients' kernels refuse
+# to open (fs.protected_regular, on in Debian). So the canary writes in a directory of its own.
 shared="null"
 if [ -n "$SHARED_DIR" ] && [ -n "$ran" ]; then
   writer=${ran%% *}
   reader=${ran##* }
   token="canary-$(date +%s%N)-$$"
-  file="$SHARED_DIR/.hyperscaler-$token"
+  dir="$SHARED_DIR/.hyperscaler-canary"
+  file="$dir/$token"
   t0=$(date +%s%N)
-  srun -N1 -w "$writer" --cpus-per-task=1 --mem=16M --immediate=30 --time=5 sh -c "echo $token > $file" ||
+  srun -N1 -w "$writer" --cpus-per-task=1 --mem=16M --immediate=30 --time=5 \
+    sh -c "mkdir -p $dir && echo $token > $file || { ls -ld $SHARED_DIR $dir; id; exit 1; }" ||
     die "cannot write $file on $writer"
   seen=$(srun -N1 -w "$reader" --cpus-per-task=1 --mem=16M --immediate=30 --time=5 cat "$file") ||
     die "cannot read $file on $reader"

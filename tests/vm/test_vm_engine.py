@@ -16,7 +16,7 @@ whose network namespace also runs a default dockerd (FORWARD policy DROP, as on 
 5. A replace-class change to one compute node (its memory): the engine deletes the node's membership
    Command first (`membership.sh leave` drains it), deletes the Domain before it creates the new one
    (delete_before_replace), and the node comes back idle (`membership.sh join` resumes it).
-6. `pulumi destroy`, refused while the data volume and the pool are protected; unprotected on purpose, it
+6. `pulumi destroy`, refused while the data volumes and the pool are protected; unprotected on purpose, it
    removes everything but them (retain_on_delete), and the test removes those itself.
 
 The wall time of every step is printed (and written to vm-timings.json in the test's tmp dir).
@@ -50,10 +50,14 @@ pytestmark = pytest.mark.vm
 
 STACK = "vmt"
 COMPUTE = ["big-01", "cpu-01"]
-NAMES = ["controller", *COMPUTE]
+STORAGE = "storage-01"
+NAMES = ["controller", STORAGE, *COMPUTE]
 SUBNET = "10.123.0"
-ADDRESSES = {"controller": f"{SUBNET}.10", "cpu-01": f"{SUBNET}.100", "big-01": f"{SUBNET}.101"}
-INTERCONNECT = {"controller": "10.78.0.10", "cpu-01": "10.78.0.100", "big-01": "10.78.0.101"}
+HOSTS = {"controller": 10, STORAGE: 20, "cpu-01": 100, "big-01": 101}
+ADDRESSES = {name: f"{SUBNET}.{host}" for name, host in HOSTS.items()}
+INTERCONNECT = {name: f"10.78.0.{host}" for name, host in HOSTS.items()}
+SHARED = "/shared"
+WORK = f"{SHARED}/vm-tier"  # jobs run as root write under a directory of their own (render/scripts/canary.sh)
 VM_TOOLS = ("genisoimage", "mkisofs", "xsltproc", "ssh", "ssh-keygen", "qemu-img", "qemu-system-x86_64")
 DOMAIN = "libvirt:index/domain:Domain"
 COMMAND = "command:remote:Command"
@@ -85,7 +89,16 @@ def stack_yaml(uri: str, image: VmImage, public_key: str) -> str:
         "controller": {**node, "state_disk_gib": 1},
         # Two groups of one, so that a replace-class change can touch one compute node.
         "compute": [{"name": "cpu", "count": 1, **node}, {"name": "big", "count": 1, **node}],
-        "storage": None,
+        # NFS from one storage node's protected data volume, mounted at /shared on the controller and on
+        # every compute node (the kernel here has no nfsd, so only VMs can prove it).
+        "storage": {**node, "count": 1, "memory_mib": 1024, "data_disks_gib": [2], "backend": "nfs"},
+        # Monitoring under systemd, with short test-only intervals.
+        "monitoring": {
+            "enabled": True,
+            "scrape_interval_s": 5,
+            "evaluation_interval_s": 5,
+            "alerts": {"pending_s": 5},
+        },
     }
     return yaml.safe_dump({"config": {"hyperscaler:cluster": cluster}})
 
@@ -190,9 +203,31 @@ class Tier:
         try:
             return self.stack.pulumi(*args, timeout=timeout)
         except AssertionError as failure:
-            raise AssertionError(f"{failure}\n{self.serial_tails()}") from None
+            raise AssertionError(f"{failure}\n{self.node_states()}\n{self.serial_tails()}") from None
         finally:
             self.timings[what] = round(time.monotonic() - started, 1)
+
+    def node_states(self) -> str:
+        """For a failed step: what each node's services, mounts and shared directory look like. The host
+        keys may not be known yet (a failed first `up` exports none), so this alone does not pin them;
+        it only reads."""
+        probe = (
+            "systemctl --failed --no-legend; findmnt -t nfs4,nfs,ext4,xfs -n; ls -ld /shared /srv/hyperscaler/*/* "
+            "2>&1; exportfs -v 2>&1; id nobody; tail -n 5 /var/log/slurm/slurmd.log 2>/dev/null"
+        )
+        out = []
+        for node in NAMES:
+            argv = [
+                "nsenter", f"--net=/run/netns/{self.lv.netns}", "ssh", "-i", str(self.key), "-o", "BatchMode=yes",
+                "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR",
+                "-o", "ConnectTimeout=20", f"root@{ADDRESSES[node]}", "--", probe,
+            ]  # fmt: skip
+            try:
+                proc = subprocess.run(argv, capture_output=True, text=True, timeout=60, env=CLEAN_ENV)
+                out.append(f"--- {node} ---\n{proc.stdout}{proc.stderr}")
+            except subprocess.SubprocessError as err:
+                out.append(f"--- {node}: {err} ---")
+        return "\n".join(out)
 
     def up(self, what: str) -> list[Step]:
         log = self.tmp / f"events-{what}.jsonl"
@@ -295,6 +330,10 @@ def check_canary(outputs: dict[str, Any]) -> dict[str, Any]:
     assert isinstance(canary, dict) and canary.get("nodes") == " ".join(COMPUTE), canary
     assert canary["busy"] == "" and canary["first_job_seconds"] >= 0, canary
     assert outputs["time_to_first_job_seconds"] == canary["controller_uptime_seconds"] > 0, outputs
+    # A job on one node wrote a file on the shared file system, a job on another read it back.
+    shared = canary["shared"]
+    assert shared["written_on"] != shared["read_on"] and {shared["written_on"], shared["read_on"]} == set(COMPUTE)
+    assert shared["seconds"] >= 0, shared
     return canary
 
 
@@ -328,13 +367,73 @@ def check_the_cluster_runs(tier: Tier) -> None:
         assert tier.on(node, "systemctl is-active munge slurmd").split() == ["active"] * 2
     assert "CgroupPlugin=cgroup/v2" in tier.on("controller", "cat /etc/slurm/cgroup.conf")
     assert tier.on("controller", "readlink -f /dev/disk/by-id/virtio-hs-state").strip() == "/dev/vdb"
-    assert tier.on("controller", "ls /var/lib/hyperscaler/state").split() == ["lost+found", "mysql", "slurmctld"]
+    state = tier.on("controller", "ls /var/lib/hyperscaler/state").split()
+    assert state == ["alertmanager", "lost+found", "mysql", "prometheus", "slurmctld"], state
     assert idle_nodes(tier) == COMPUTE
     assert tier.on("controller", "srun -N2 hostname | sort").split() == COMPUTE
     # TCG guests get the emulated `maximum` CPU and no pinning: the program's output, unchanged, starts.
     for name in NAMES:
         xml = tier.virsh("dumpxml", f"{STACK}-{name}")
         assert "mode='maximum'" in xml and "<cputune>" not in xml, name
+
+
+def check_shared_storage(tier: Tier) -> None:
+    """The storage node exports its data volume (found by serial, mounted under systemd) over NFS; the
+    controller and every compute node mount it at /shared, and one node sees what another wrote."""
+    assert tier.on(STORAGE, "systemctl is-active nfs-server").strip() == "active"
+    data = tier.on(STORAGE, "readlink -f /dev/disk/by-id/virtio-hs-data-1").strip()
+    export = tier.on(STORAGE, "exportfs -v")
+    mounted = tier.on(STORAGE, "findmnt -n -o SOURCE --target $(exportfs | awk 'NR==1{print $1}')").strip()
+    assert mounted == data and data.startswith("/dev/vd"), (data, mounted, export)
+    for node in ["controller", *COMPUTE]:
+        fstype, source = tier.on(node, f"findmnt -n -o FSTYPE,SOURCE {SHARED}").split()
+        assert fstype.startswith("nfs") and source.startswith(f"{ADDRESSES[STORAGE]}:"), (node, fstype, source)
+    token = f"written-on-cpu-01-{time.time_ns()}"
+    tier.on("controller", f"srun -N1 -w cpu-01 sh -c 'mkdir -p {WORK} && echo {token} > {WORK}/token'")
+    assert tier.on("controller", f"srun -N1 -w big-01 cat {WORK}/token").strip() == token
+
+
+def check_monitoring(tier: Tier) -> None:
+    """Debian's units with the steps' options and drop-ins, the collector on its timer, every target up."""
+    active = tier.on("controller", "systemctl is-active prometheus prometheus-alertmanager slurm-metrics.timer")
+    assert active.split() == ["active"] * 3
+    for node in NAMES:
+        assert tier.on(node, "systemctl is-active prometheus-node-exporter").strip() == "active"
+    assert "RequiresMountsFor=/var/lib/hyperscaler/state" in tier.on("controller", "systemctl cat prometheus")
+    query = (
+        "python3 -c 'import json, urllib.request; "
+        'targets = json.load(urllib.request.urlopen("http://127.0.0.1:9090/api/v1/targets"))["data"]["activeTargets"]; '
+        'print(" ".join(sorted(t["labels"].get("node", t["labels"]["job"]) + "=" + t["health"] for t in targets)))\''
+    )
+    wanted = sorted(f"{name}=up" for name in [*NAMES, "alertmanager", "prometheus"])
+    deadline = time.monotonic() + 180
+    while (up := tier.on("controller", query).split()) != wanted:
+        assert time.monotonic() < deadline, up
+        time.sleep(5)
+    # The timer, not only the step, runs the SLURM collector: its textfile is rewritten.
+    prom = "/var/lib/prometheus/node-exporter/slurm.prom"
+    first = tier.on("controller", f"stat -c %Y {prom}")
+    deadline = time.monotonic() + 120
+    while tier.on("controller", f"stat -c %Y {prom}") == first:
+        assert time.monotonic() < deadline, "slurm-metrics.timer never ran the collector"
+        time.sleep(2)
+    assert "slurm_up 1" in tier.on("controller", f"cat {prom}")
+    # node-exporter's systemd collector sees the NFS server stop, and SharedStorageServiceDown fires.
+    alerts = (
+        "python3 -c 'import json, urllib.request; "
+        'alerts = json.load(urllib.request.urlopen("http://127.0.0.1:9090/api/v1/alerts"))["data"]["alerts"]; '
+        'print(" ".join(sorted(a["labels"]["alertname"] + "@" + a["labels"].get("node", "") + "=" + a["state"] '
+        "for a in alerts)))'"
+    )
+    assert "SharedStorageServiceDown" not in tier.on("controller", alerts)
+    tier.on(STORAGE, "systemctl stop nfs-server")
+    try:
+        deadline = time.monotonic() + 120
+        while f"SharedStorageServiceDown@{STORAGE}=firing" not in (firing := tier.on("controller", alerts)).split():
+            assert time.monotonic() < deadline, firing
+            time.sleep(3)
+    finally:
+        tier.on(STORAGE, "systemctl start nfs-server")
 
 
 def idle_nodes(tier: Tier) -> list[str]:
@@ -441,6 +540,8 @@ def run_the_tier(tier: Tier) -> None:
     tier.timings["canary_first_job_s"] = canary["first_job_seconds"]
     check_host_keys_pinned(tier, outputs["known_hosts"])
     check_the_cluster_runs(tier)
+    check_shared_storage(tier)
+    check_monitoring(tier)
     check_guest_traffic_crossed_the_dockerd_firewall(tier)
 
     # 3. Nothing changed, nothing to do.
@@ -464,8 +565,12 @@ def run_the_tier(tier: Tier) -> None:
     changes = changed_steps(stack.preview_json())
     replaced = {(t, n) for op, t, n in changes if op in ("replace", "create-replacement", "delete-replaced")}
     assert {n for t, n in replaced if t != COMMAND} == {f"{STACK}-big-01-domain"}, changes
+    kept = f"kept-across-replace-{time.time_ns()}"
+    tier.on("controller", f"srun -N1 -w big-01 sh -c 'mkdir -p {WORK} && echo {kept} > {WORK}/kept'")
     step_steps = tier.up("replace_up_s")
     check_replacement(tier, step_steps, domains)
+    # The new VM mounted the shared file system at boot, and what the old one wrote is still there.
+    assert tier.on("big-01", f"cat {WORK}/kept").strip() == kept
 
     # 6. destroy: refused while anything is protected; then unprotected on purpose.
     destroy(tier)
@@ -510,22 +615,26 @@ def destroy(tier: Tier) -> None:
     stack = tier.stack
     refused = stack.pulumi("destroy", "--yes", ok=False)
     assert refused.returncode != 0 and "protected" in refused.stdout + refused.stderr, refused.stdout
-    assert len(tier.domain_uuids()) == 3, "a refused destroy deleted something"
+    assert len(tier.domain_uuids()) == len(NAMES), "a refused destroy deleted something"
     protected = [r for r in stack.resources() if r.get("protect")]
     kinds = sorted(r["type"] for r in protected)
-    assert kinds == ["libvirt:index/pool:Pool", "libvirt:index/volume:Volume"], kinds
+    volume = "libvirt:index/volume:Volume"
+    assert kinds == ["libvirt:index/pool:Pool", volume, volume], kinds
     for r in protected:  # on purpose, one by one
         stack.pulumi("state", "unprotect", r["urn"], "--yes")
     tier.timed("destroy_s", "destroy", "--yes")
     assert not stack.resources()
     assert tier.virsh("list", "--all", "--name").split() == []
     assert tier.virsh("net-list", "--all", "--name").split() == []
-    # retain_on_delete: the pool and the controller's state volume are still there; remove them.
+    # retain_on_delete: the pool, the controller's state volume and the storage node's data volume are
+    # still there; remove them.
     pools = tier.virsh("pool-list", "--all", "--name").split()
     assert pools == ["hyperscaler"], pools
     volumes = tier.virsh("vol-list", "--pool", "hyperscaler").split()
-    assert f"{STACK}-controller-state.qcow2" in volumes and not any("root" in v for v in volumes), volumes
-    tier.virsh("vol-delete", "--pool", "hyperscaler", f"{STACK}-controller-state.qcow2")
+    retained = [f"{STACK}-controller-state.qcow2", f"{STACK}-{STORAGE}-data-1.qcow2"]
+    assert set(retained) <= set(volumes) and not any("root" in v for v in volumes), volumes
+    for name in retained:
+        tier.virsh("vol-delete", "--pool", "hyperscaler", name)
     tier.virsh("pool-destroy", "hyperscaler")
     tier.virsh("pool-undefine", "hyperscaler")
     assert tier.virsh("pool-list", "--all", "--name").split() == []
