@@ -75,6 +75,22 @@ def packages_for(spec: ClusterSpec, node: NodePlan, mgmtd: NodePlan | None = Non
     return NodePackages(tuple(sorted(wanted)), beegfs.apt, tuple(sorted(extra)))
 
 
+# What else a node of each role may need from Debian, whatever its stack says: a role image carries it, so
+# the packages step finds everything there (BeeGFS's packages come from ThinkParQ at `up`).
+_ROLE_IMAGE_EXTRAS: dict[Role, tuple[tuple[str, ...], ...]] = {
+    Role.CONTROLLER: (ACCOUNTING_PACKAGES, DNS_PACKAGES, NFS_CLIENT_PACKAGES, REPOSITORY_TOOLS),
+    Role.COMPUTE: (NFS_CLIENT_PACKAGES, REPOSITORY_TOOLS),
+    Role.STORAGE: (NFS_SERVER_PACKAGES, BEEGFS_VOLUME_TOOLS, REPOSITORY_TOOLS),
+}
+
+
+def role_image_packages(role: Role) -> NodePackages:
+    """The packages a role image is built with (images/, make images): the role's list plus every optional
+    Debian package packages_for may add for that role. The image build runs the same packages step on it."""
+    wanted = {*ROLE_PACKAGES[role], *(p for extra in _ROLE_IMAGE_EXTRAS[role] for p in extra)}
+    return NodePackages(tuple(sorted(wanted)))
+
+
 def every_package() -> tuple[str, ...]:
     """Every Debian package any role may need: what a test image or an all-in-one image carries (BeeGFS's
     come from a third-party repository and are not in it)."""
