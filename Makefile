@@ -9,7 +9,7 @@ APT_ALL := $(shell sed -e 's/\#.*//' packages.apt)
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 ENGINE_CACHE ?= /var/cache/hyperscaler-engine
-.PHONY: setup deps plan validate test lint unit integration golden bench clean docs engine e2e vm
+.PHONY: setup deps plan validate test lint unit integration golden bench clean docs engine e2e vm images
 
 # The virtual environment with pinned dependencies; rebuilt when the pins change.
 setup: $(VENV)/.installed
@@ -64,6 +64,21 @@ vm: setup deps
 # for namespaces), the real Pulumi engine tests and the VM tier.
 test: setup deps lint engine
 	HYPERSCALER_ENGINE_CACHE=$(ENGINE_CACHE) $(PY) -m pytest -q
+
+# Role images built with Packer, and OUT/manifest.json for a stack's `images:` (docs/images.md). With
+# BASE=<path, https:// URL or s3://bucket/key> and BASE_SHA256=<hex>, on your pinned base (a Debian cloud
+# image); without BASE, on the offline debootstrap base the tests use (booted with direct kernel boot).
+# ACCEL=kvm on a workstation; TCG works everywhere, slower (about 4 minutes per role on 2 busy cores).
+IMAGES_OUT ?= /var/lib/hyperscaler/images
+ACCEL ?= tcg
+ROLES ?= compute controller storage
+images: setup deps
+ifeq ($(BASE),)
+	$(PY) -m tests.vm.image images $(IMAGES_OUT) $(ACCEL) $(ROLES)
+else
+	$(PY) -m hyperscaler image build --base '$(BASE)' --base-sha256 '$(BASE_SHA256)' --out $(IMAGES_OUT) \
+		--accelerator $(ACCEL) $(addprefix --role ,$(ROLES))
+endif
 
 golden: setup
 	$(PY) -m pytest -q tests/unit/test_renderers.py --update-golden

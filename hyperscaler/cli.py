@@ -165,6 +165,29 @@ def cmd_image_sha256(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_image_build(args: argparse.Namespace) -> int:
+    from config.images import image_cache_dir
+    from config.types import Sha256
+    from hyperscaler.imagebuild import Base, BuildError, build_images
+    from hyperscaler.imagefetch import fetch
+
+    sha256 = _validated(Sha256, args.base_sha256, "--base-sha256")
+    if bool(args.kernel) != bool(args.initrd):
+        raise UsageError("--kernel and --initrd go together (a base without a boot loader)")
+    # The base is pinned like any image: checked in place, or downloaded into the cache and checked.
+    path = fetch(args.base, sha256, args.base_format, image_cache_dir(), _s3_settings(args))
+    base = Base(path, sha256, args.base_format, args.kernel, args.initrd, args.cmdline if args.kernel else None)
+    try:
+        manifest = build_images(
+            args.role or ["compute", "controller", "storage"], base, Path(args.out), args.accelerator
+        )
+    except BuildError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    print(manifest)
+    return 0
+
+
 def _validated(kind: Any, value: str, option: str) -> Any:
     from pydantic import TypeAdapter, ValidationError
 
@@ -175,7 +198,7 @@ def _validated(kind: Any, value: str, option: str) -> Any:
 
 
 def _image_parser(sub: Any) -> None:
-    image = sub.add_parser("image", help="base images: fetch and check one, hash one")
+    image = sub.add_parser("image", help="base images: fetch and check one, hash one, build role images")
     verbs = image.add_subparsers(dest="image_command", required=True)
     fetch = verbs.add_parser(
         "fetch", help="bring an image into the local cache and check its sha256; prints the file's path"
@@ -187,12 +210,23 @@ def _image_parser(sub: Any) -> None:
     fetch.add_argument("--cache", help="cache directory (default: $HYPERSCALER_IMAGE_CACHE or ~/.cache/hyperscaler)")
     digest = verbs.add_parser("sha256", help="print the sha256 of an image (local, https:// or s3://) to pin it")
     digest.add_argument("source", help="absolute path, https:// URL or s3://bucket/key")
-    for verb in (fetch, digest):
+    build = verbs.add_parser("build", help="build role images with Packer on a pinned base; prints the manifest's path")
+    build.add_argument("--role", action="append", choices=["compute", "controller", "storage"], help="(repeatable)")
+    build.add_argument("--base", required=True, help="the base image: absolute path, https:// URL or s3://bucket/key")
+    build.add_argument("--base-sha256", required=True, help="the base image's sha256")
+    build.add_argument("--base-format", default="qcow2", choices=["qcow2", "raw"])
+    build.add_argument("--kernel", help="a kernel to boot the base with, when it has no boot loader")
+    build.add_argument("--initrd", help="the initrd that goes with --kernel")
+    build.add_argument("--cmdline", default="root=/dev/vda rw console=ttyS0", help="the kernel command line")
+    build.add_argument("--out", required=True, help="where the images and manifest.json go")
+    build.add_argument("--accelerator", default="kvm", choices=["kvm", "tcg"], help="QEMU accelerator (default kvm)")
+    for verb in (fetch, digest, build):
         verb.add_argument("--endpoint-url", help="S3-compatible endpoint (MinIO...), for s3:// sources")
         verb.add_argument("--region", help="S3 region, for s3:// sources")
         verb.add_argument("--profile", help="AWS profile to take S3 credentials from")
     fetch.set_defaults(func=cmd_image_fetch)
     digest.set_defaults(func=cmd_image_sha256)
+    build.set_defaults(func=cmd_image_build)
 
 
 def build_parser() -> argparse.ArgumentParser:
