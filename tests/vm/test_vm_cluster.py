@@ -73,7 +73,7 @@ def vm_stack(tmp: Path, image: VmImage, public_key: str) -> Path:
                 "direct_boot": {"kernel": str(image.kernel), "initrd": str(image.initrd), "cmdline": image.cmdline},
             }
         ],
-        "images": {"debian-12": {"source": str(image.qcow2), "trusted": True}},
+        "images": {"debian-12": {"source": str(image.qcow2), "sha256": image.sha256}},
         "networks": {"management": {"cidr": f"{SUBNET}.0/24"}},
         "ssh": {"user": "root", "public_keys": [public_key]},
         "controller": {"vcpus": 1, "memory_mib": 1300, "disk_gib": 8, "state_disk_gib": 1},
