@@ -42,23 +42,24 @@ lint: setup
 unit: setup
 	$(PY) -m pytest -q -m "not integration and not e2e and not vm"
 
-integration: setup deps
-	$(PY) -m pytest -q -m integration
+integration: setup deps engine
+	HYPERSCALER_ENGINE_CACHE=$(ENGINE_CACHE) $(PY) -m pytest -q -m integration
 
-# The real Pulumi CLI with our language host and stand-in providers, built from Go modules into
-# $(ENGINE_CACHE): about 5 minutes cold on 2 cores, 0.1 s warm (docs/testing.md). An older Go (Debian's
-# golang-go) fetches the Go that e2e/go.mod asks for from the module proxy.
+# The real Pulumi CLI with our language host, the provider doubles (e2e/doubles) and the echoing stubs,
+# built from Go modules into $(ENGINE_CACHE): about 6 minutes cold on 2 cores, 0.1 s warm (docs/testing.md).
+# An older Go (Debian's golang-go) fetches the Go that e2e/go.mod asks for from the module proxy.
 engine: setup
 	@command -v go >/dev/null || { $(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq golang-go; }
-	HYPERSCALER_ENGINE_CACHE=$(ENGINE_CACHE) $(PY) e2e/build_engine.py build --stub-providers >/dev/null
+	HYPERSCALER_ENGINE_CACHE=$(ENGINE_CACHE) $(PY) e2e/build_engine.py build >/dev/null
 
 e2e: engine
 	HYPERSCALER_ENGINE_CACHE=$(ENGINE_CACHE) $(PY) -m pytest -q -m e2e tests/e2e
 
-# The program's own VMs booted under TCG on a namespaced libvirtd and configured by its SLURM Commands:
-# about 6 minutes warm on 2 cores, plus about 2 minutes for the cached image the first time.
-vm: setup deps
-	$(PY) -m pytest -q -m vm tests/vm
+# `pulumi up` of the program's own VMs under TCG on a namespaced libvirtd, through the provider doubles,
+# then a SLURM change, a replacement and a destroy: about 12 minutes warm on 2 cores, plus the cached image the
+# first time.
+vm: setup deps engine
+	HYPERSCALER_ENGINE_CACHE=$(ENGINE_CACHE) $(PY) -m pytest -q -m vm tests/vm
 
 # Everything: lint, unit, component, integration (real SLURM, libvirt, cloud-init, shellcheck; needs root
 # for namespaces), the real Pulumi engine tests and the VM tier.

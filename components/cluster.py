@@ -12,6 +12,7 @@ import pulumi_libvirt as libvirt
 from components.dns import ClusterDns, ClusterDnsArgs
 from components.identity import token, with_aliases
 from components.images import ImageStore, ImageStoreArgs, S3Credentials
+from components.monitoring import Monitoring, MonitoringArgs
 from components.network import ClusterNetwork, ClusterNetworkArgs
 from components.node import ComputeNode, Controller, DataDisk, Node, NodeArgs, StorageNode
 from components.packages import NodePackages, NodePackagesArgs
@@ -42,6 +43,7 @@ class HpcClusterArgs:
     spec: ClusterSpec
     ssh_private_key: pulumi.Input[str] | None = None  # None: configuration steps use ssh-agent
     s3_credentials: S3Credentials | None = None  # None: s3:// images use the usual AWS credential sources
+    alert_receiver_secret: pulumi.Input[str] | None = None  # hyperscaler:alertReceiverSecret, when set
 
 
 def image_label(spec: ClusterSpec, node: NodePlan) -> str:
@@ -124,6 +126,11 @@ class HpcCluster(pulumi.ComponentResource):
         self.slurm = SlurmCluster(
             f"{name}-slurm", SlurmClusterArgs(spec, plans, access, tuple(shared.mounts.values())), self._child()
         )
+        self.monitoring: Monitoring | None = None
+        if spec.monitoring.enabled:
+            self.monitoring = Monitoring(
+                f"{name}-monitoring", MonitoringArgs(spec, plans, access, args.alert_receiver_secret), self._child()
+            )
 
         self.summary = {
             plan.name: {
@@ -146,5 +153,6 @@ class HpcCluster(pulumi.ComponentResource):
                 "controller_address": self.controller_address,
                 "canary": self.slurm.canary,
                 "known_hosts": self.known_hosts,
+                "monitoring": self.monitoring.endpoints if self.monitoring else None,
             }
         )

@@ -39,6 +39,7 @@ TYPES: dict[str, ComponentType] = {
         "SharedStorage",
         "BeegfsServices",
         "SlurmCluster",
+        "Monitoring",
     )
 }
 

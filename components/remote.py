@@ -18,7 +18,7 @@ from config.models import ClusterSpec
 from config.topology import NodePlan
 from render.access import SshRoute, ssh_route
 from render.common import RenderedFile, content_hash
-from render.remote import install_and_run_command, install_command, run_command
+from render.remote import install_and_run_command, install_command, remove_command, run_command
 
 # pulumi-command retries a failed dial with a backoff that starts at 0.1 s and grows to 5 s between tries,
 # so about 12 s pass in the first 10 tries and 5 s in each one after.
@@ -97,8 +97,12 @@ def push_file(
     content: pulumi.Input[str] | None = None,
     depends_on: Sequence[pulumi.Resource] = (),
     base64: bool = False,
+    removable: bool = False,
 ) -> remote.Command:
-    """Write one file on a node. `content` overrides file.content for deploy-time (secret) values."""
+    """Write one file on a node. `content` overrides file.content for deploy-time (secret) values.
+
+    A `removable` file goes when its Command is deleted (a scrape target whose node leaves); a change
+    deletes the old file before writing the new one, so the replacement's file stays."""
     if content is None:
         body: pulumi.Input[str] = file.content
         trigger: pulumi.Input[str] = content_hash(file.content)
@@ -110,11 +114,17 @@ def push_file(
         name,
         connection=node.connection,
         create=install_command(file, node.user, base64=base64),
+        # Otherwise no delete: a replacement is created before the old one is deleted, and must not remove
+        # the new file.
+        delete=remove_command(file.path, node.user) if removable else None,
         stdin=body,
         triggers=[trigger, node.instance],
-        # No delete: a replacement is created before the old one is deleted, and must not remove the new file.
         logging=remote.Logging.STDERR,
-        opts=pulumi.ResourceOptions(parent=parent, depends_on=[node.domain, *node.after, *depends_on]),
+        opts=pulumi.ResourceOptions(
+            parent=parent,
+            depends_on=[node.domain, *node.after, *depends_on],
+            delete_before_replace=removable,
+        ),
     )
 
 

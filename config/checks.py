@@ -9,11 +9,13 @@ from collections.abc import Callable, Iterable, Iterator
 
 from config.catalog import CATALOG
 from config.checks_gpu import GPU_CHECKS
+from config.checks_mig import MIG_CHECKS
+from config.checks_monitoring import MONITORING_CHECKS
 from config.findings import Finding, Severity, brief
 from config.images import image_virtual_size_gib
 from config.models import ClusterSpec
 from config.models.nodes import VmSpec
-from config.models.services import Containers, Mig, Monitoring
+from config.models.services import Containers
 from config.models.storage import MIN_TARGET_GIB
 from config.slurm_facts import (
     MAX_JOB_ID,
@@ -645,9 +647,7 @@ def shared_storage(spec: ClusterSpec, nodes: list[NodePlan]) -> Iterator[Finding
 # Sections whose software is not configured yet: refused unless left at their defaults, so that no stack
 # file believes it turned something on (README and docs/ list what is built).
 NOT_BUILT: dict[str, tuple[type, str]] = {
-    "mig": (Mig, "MIG partitioning of GPUs"),
     "containers": (Containers, "container runtimes (Enroot, Pyxis, Docker, Apptainer)"),
-    "monitoring": (Monitoring, "monitoring (Prometheus, exporters, Grafana)"),
 }
 
 
@@ -678,6 +678,8 @@ CHECKS: tuple[Check, ...] = (
     memory_for_slurm,
     sections_not_built,
     *GPU_CHECKS,
+    *MIG_CHECKS,
+    *MONITORING_CHECKS,
 )
 
 

@@ -22,6 +22,7 @@ from config.checks import run_checks
 from config.findings import ConfigError, Finding, Severity, brief
 from config.images import resolve_manifests
 from config.models import ClusterSpec
+from config.models.monitoring import RECEIVER_SECRET_KEY
 from config.presets import PRESETS, apply_preset
 
 PROJECT = "hyperscaler"
@@ -29,7 +30,7 @@ CLUSTER_KEY = f"{PROJECT}:cluster"
 SSH_KEY_KEY = f"{PROJECT}:sshPrivateKey"
 # Credentials for s3:// image sources, when the usual AWS sources (environment, profile) are not used.
 S3_KEYS = (f"{PROJECT}:s3AccessKeyId", f"{PROJECT}:s3SecretAccessKey")
-KNOWN_KEYS = (CLUSTER_KEY, SSH_KEY_KEY, *S3_KEYS)
+KNOWN_KEYS = (CLUSTER_KEY, SSH_KEY_KEY, *S3_KEYS, RECEIVER_SECRET_KEY)
 SECRET_PLACEHOLDER = "[secret: encrypted in the stack file; the offline plan does not decrypt it]"
 
 
@@ -49,6 +50,7 @@ class LoadedStack:
     source: str
     warnings: list[Finding]
     ssh_private_key_set: bool
+    receiver_secret_set: bool = False
 
 
 def read_stack_file(path: Path) -> StackInputs:
@@ -138,6 +140,17 @@ def read_stack_file(path: Path) -> StackInputs:
         missing = next(k for k in S3_KEYS if k not in config)
         findings.append(
             Finding("", f"{missing} is not set, but its partner is", f"pulumi config set --secret {missing}")
+        )
+    receiver_secret = config.get(RECEIVER_SECRET_KEY)
+    if isinstance(receiver_secret, dict) and "secure" in receiver_secret:
+        secrets[RECEIVER_SECRET_KEY] = SECRET_PLACEHOLDER
+    elif receiver_secret is not None:
+        findings.append(
+            Finding(
+                "",
+                f"{RECEIVER_SECRET_KEY} is stored in plain text",
+                f"remove it and store it encrypted: pulumi config set --secret {RECEIVER_SECRET_KEY}",
+            )
         )
     findings += plain_private_keys({k: v for k, v in config.items() if k != SSH_KEY_KEY})
     if findings:
@@ -237,10 +250,44 @@ def build_spec(inputs: StackInputs) -> LoadedStack:
                 Severity.WARNING,
             )
         )
+    findings += receiver_secret_findings(spec, RECEIVER_SECRET_KEY in inputs.secrets)
     errors = [f for f in findings if f.is_error]
     if errors:
         raise ConfigError(inputs.source, findings, inputs.lines)
-    return LoadedStack(spec, inputs.source, findings, SSH_KEY_KEY in inputs.secrets)
+    return LoadedStack(
+        spec, inputs.source, findings, SSH_KEY_KEY in inputs.secrets, RECEIVER_SECRET_KEY in inputs.secrets
+    )
+
+
+def receiver_secret_findings(spec: ClusterSpec, secret_set: bool) -> list[Finding]:
+    """The alert receiver's password or token is a stack secret: needed when the receiver logs in, and
+    pointless otherwise."""
+    alerts = spec.monitoring.alerts
+    needs = None
+    if alerts.receiver == "email" and alerts.email is not None and alerts.email.auth_username is not None:
+        needs = "monitoring.alerts.email.auth_username"
+    if alerts.receiver == "webhook" and alerts.webhook is not None and alerts.webhook.bearer_token:
+        needs = "monitoring.alerts.webhook.bearer_token"
+    if not spec.monitoring.enabled:
+        needs = None
+    if needs and not secret_set:
+        return [
+            Finding(
+                needs,
+                f"the alert receiver needs a password or token, and {RECEIVER_SECRET_KEY} is not set",
+                f"pulumi config set --secret {RECEIVER_SECRET_KEY} (it never appears in a plain file or output)",
+            )
+        ]
+    if secret_set and not needs:
+        return [
+            Finding(
+                "monitoring.alerts",
+                f"{RECEIVER_SECRET_KEY} is set, but no receiver uses it",
+                "set monitoring.alerts.email.auth_username or monitoring.alerts.webhook.bearer_token, or remove it",
+                Severity.WARNING,
+            )
+        ]
+    return []
 
 
 _CHECKED: dict[str, tuple[Finding, ...]] = {}
@@ -261,9 +308,9 @@ def load_stack_file(path: Path) -> LoadedStack:
     return build_spec(read_stack_file(path))
 
 
-def load_from_pulumi() -> tuple[LoadedStack, Any]:
-    """Inside a Pulumi program: read the stack's config. Returns the spec and the SSH private key
-    (a secret Output, or None to use ssh-agent)."""
+def load_from_pulumi() -> tuple[LoadedStack, Any, Any]:
+    """Inside a Pulumi program: read the stack's config. Returns the spec, the SSH private key (a secret
+    Output, or None to use ssh-agent) and the alert receiver's secret (a secret Output, or None)."""
     import pulumi
 
     cfg = pulumi.Config(PROJECT)
@@ -289,8 +336,11 @@ def load_from_pulumi() -> tuple[LoadedStack, Any]:
             ],
         )
     private_key = cfg.get_secret("sshPrivateKey")
+    receiver_secret = cfg.get_secret(RECEIVER_SECRET_KEY.removeprefix(f"{PROJECT}:"))
     secrets = {SSH_KEY_KEY: SECRET_PLACEHOLDER} if private_key is not None else {}
-    return build_spec(StackInputs(source, cluster, secrets, lines)), private_key
+    if receiver_secret is not None:
+        secrets[RECEIVER_SECRET_KEY] = SECRET_PLACEHOLDER
+    return build_spec(StackInputs(source, cluster, secrets, lines)), private_key, receiver_secret
 
 
 def s3_credentials_from_pulumi() -> tuple[Any, Any] | None:

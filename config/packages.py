@@ -11,8 +11,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from config.mig import node_mig
 from config.models import ClusterSpec
-from config.models.storage import AptRepository
+from config.models.repository import AptRepository
 from config.topology import NodePlan, Role
 
 # What every role needs whatever the stack says.
@@ -23,6 +24,9 @@ ROLE_PACKAGES: dict[Role, tuple[str, ...]] = {
 }
 ACCOUNTING_PACKAGES = ("mariadb-server", "slurmdbd")  # controller, when slurm.accounting.enabled
 DNS_PACKAGES = ("dnsmasq",)  # controller, when it serves the cluster's names (bridged management network)
+# When monitoring.enabled: Prometheus and Alertmanager on the controller, node-exporter on every node.
+MONITORING_CONTROLLER_PACKAGES = ("prometheus", "prometheus-alertmanager")
+MONITORING_NODE_PACKAGES = ("prometheus-node-exporter",)
 NFS_SERVER_PACKAGES = ("nfs-kernel-server",)
 NFS_CLIENT_PACKAGES = ("nfs-common",)
 # What the node needs to add a signed third-party repository (gpg to check the key's fingerprint).
@@ -35,6 +39,8 @@ BEEGFS_CLIENT = {
     "8": ("beegfs-client-dkms", "beegfs-tools"),
     "7.4": ("beegfs-client-dkms", "beegfs-helperd", "beegfs-utils"),
 }
+# MIG nodes: the NVIDIA driver and MIG manager come from mig.software.repository, in the mig step, which
+# adds the repository with the same tools.
 
 
 @dataclass(frozen=True)
@@ -56,6 +62,12 @@ def packages_for(spec: ClusterSpec, node: NodePlan, mgmtd: NodePlan | None = Non
         wanted.update(ACCOUNTING_PACKAGES)
     if node.role is Role.CONTROLLER and spec.networks.management.mode == "bridge":
         wanted.update(DNS_PACKAGES)
+    if node_mig(spec, node) is not None:
+        wanted.update(REPOSITORY_TOOLS)
+    if spec.monitoring.enabled:
+        wanted.update(MONITORING_NODE_PACKAGES)
+        if node.role is Role.CONTROLLER:
+            wanted.update(MONITORING_CONTROLLER_PACKAGES)
     storage = spec.storage
     if storage is None or not storage.count:
         return NodePackages(tuple(sorted(wanted)))
@@ -78,9 +90,16 @@ def packages_for(spec: ClusterSpec, node: NodePlan, mgmtd: NodePlan | None = Non
 # What else a node of each role may need from Debian, whatever its stack says: a role image carries it, so
 # the packages step finds everything there (BeeGFS's packages come from ThinkParQ at `up`).
 _ROLE_IMAGE_EXTRAS: dict[Role, tuple[tuple[str, ...], ...]] = {
-    Role.CONTROLLER: (ACCOUNTING_PACKAGES, DNS_PACKAGES, NFS_CLIENT_PACKAGES, REPOSITORY_TOOLS),
-    Role.COMPUTE: (NFS_CLIENT_PACKAGES, REPOSITORY_TOOLS),
-    Role.STORAGE: (NFS_SERVER_PACKAGES, BEEGFS_VOLUME_TOOLS, REPOSITORY_TOOLS),
+    Role.CONTROLLER: (
+        ACCOUNTING_PACKAGES,
+        DNS_PACKAGES,
+        NFS_CLIENT_PACKAGES,
+        REPOSITORY_TOOLS,
+        MONITORING_CONTROLLER_PACKAGES,
+        MONITORING_NODE_PACKAGES,
+    ),
+    Role.COMPUTE: (NFS_CLIENT_PACKAGES, REPOSITORY_TOOLS, MONITORING_NODE_PACKAGES),
+    Role.STORAGE: (NFS_SERVER_PACKAGES, BEEGFS_VOLUME_TOOLS, REPOSITORY_TOOLS, MONITORING_NODE_PACKAGES),
 }
 
 
@@ -92,14 +111,6 @@ def role_image_packages(role: Role) -> NodePackages:
 
 
 def every_package() -> tuple[str, ...]:
-    """Every Debian package any role may need: what a test image or an all-in-one image carries (BeeGFS's
-    come from a third-party repository and are not in it)."""
-    extras = (
-        *ACCOUNTING_PACKAGES,
-        *DNS_PACKAGES,
-        *NFS_SERVER_PACKAGES,
-        *NFS_CLIENT_PACKAGES,
-        *REPOSITORY_TOOLS,
-        *BEEGFS_VOLUME_TOOLS,
-    )
-    return tuple(sorted({p for pkgs in ROLE_PACKAGES.values() for p in pkgs} | set(extras)))
+    """Every Debian package any role may need (every role image's): what a test image or an all-in-one
+    image carries (BeeGFS's come from a third-party repository and are not in it)."""
+    return tuple(sorted({p for role in Role for p in role_image_packages(role).all}))

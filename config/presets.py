@@ -29,7 +29,8 @@ PRESETS: dict[str, dict[str, Any]] = {
             "backend": "nfs",
         },
     },
-    # One GPU workstation (2 NUMA nodes) passing through 2 datacenter GPUs, one per compute VM, with MIG.
+    # One GPU workstation (2 NUMA nodes) passing through 2 datacenter GPUs, one per compute VM, with MIG;
+    # monitored.
     "workstation": {
         "hosts": [
             {
@@ -61,8 +62,11 @@ PRESETS: dict[str, dict[str, Any]] = {
             }
         ],
         "storage": {"count": 1, "vcpus": 2, "memory_mib": 4096, "disk_gib": 20, "data_disks_gib": [200]},
+        # Per H100: 3g at slices 4-7, 2g at 0-1, the two 1g at 2 and 3 (docs/mig.md).
+        "mig": {"layouts": [{"group": "gpu", "profiles": {"3g.40gb": 1, "2g.20gb": 1, "1g.10gb": 2}}]},
+        "monitoring": {"enabled": True},
     },
-    # Three hypervisors on a shared L2 (host bridges): services on hv1, CPU nodes on hv2, GPU nodes on hv3.
+    # Three hypervisors on a shared L2 (host bridges): services on hv1, CPU nodes on hv2, GPU nodes on hv3; monitored.
     "cluster": {
         "hosts": [
             {
@@ -111,15 +115,25 @@ PRESETS: dict[str, dict[str, Any]] = {
                 "gpus_per_node": 1,
             },
         ],
+        "monitoring": {"enabled": True},
     },
 }
 
 
-def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+# Mappings that are one value, replaced whole: a MIG layout is a set of instances, and merging a stack's
+# {1g.10gb: 7} into a preset's {3g.40gb: 1, ...} would give a layout nobody wrote.
+WHOLE_MAPPINGS = (("mig", "named_layouts", "*"),)
+
+
+def _whole(path: tuple[str, ...]) -> bool:
+    return any(len(p) == len(path) and all(a in ("*", b) for a, b in zip(p, path, strict=True)) for p in WHOLE_MAPPINGS)
+
+
+def deep_merge(base: dict[str, Any], override: dict[str, Any], path: tuple[str, ...] = ()) -> dict[str, Any]:
     out = copy.deepcopy(base)
     for key, value in override.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = deep_merge(out[key], value)
+        if isinstance(value, dict) and isinstance(out.get(key), dict) and not _whole((*path, str(key))):
+            out[key] = deep_merge(out[key], value, (*path, str(key)))
         else:
             out[key] = copy.deepcopy(value)
     return out

@@ -25,6 +25,11 @@ _SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 # S3 bucket names (AWS's rules, which MinIO follows): 3-63 lowercase letters, digits, '.' and '-'.
 _BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 _URL_HOST_RE = re.compile(r"^[A-Za-z0-9.-]+(:[0-9]{1,5})?$|^\[[0-9A-Fa-f:.]+\](:[0-9]{1,5})?$")
+_EMAIL_RE = re.compile(
+    r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]{1,64}@[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$"
+)
+_SERVER_RE = re.compile(r"^(?P<host>[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?):(?P<port>\d{1,5})$")
+_URL_RE = re.compile(r"^https?://(?P<authority>[^/?#\s]+)(?P<rest>[/?#][^\s]*)?$")
 # Linux's largest NR_CPUS (x86_64 MAXSMP) is 8192: a CPU number beyond it is a typo, and refusing it
 # keeps a list like "0-4000000000" from expanding into billions of entries.
 MAX_CPU_NUMBER = 8191
@@ -70,6 +75,33 @@ SSH_KEY_TYPES = (
     "sk-ecdsa-sha2-nistp256@openssh.com",
 )
 MIN_RSA_BITS = 2048  # what ssh-keygen has generated since OpenSSH 7.x; shorter keys are factorable
+
+
+def _email(value: str) -> str:
+    if not _EMAIL_RE.match(value):
+        raise ValueError(f"{brief(value)} is not an e-mail address: expected name@example.com (lowercase domain)")
+    return value
+
+
+def _server(value: str) -> str:
+    """host:port, e.g. an SMTP smarthost."""
+    m = _SERVER_RE.match(value)
+    if not m or not 1 <= int(m.group("port")) <= 65535:
+        raise ValueError(f"{brief(value)} is not host:port: expected e.g. smtp.example.com:587")
+    return value
+
+
+def _http_url(value: str) -> str:
+    """An http(s) URL without credentials: a password or token in a URL would sit in a plain file."""
+    m = _URL_RE.match(value)
+    if not m:
+        raise ValueError(f"{brief(value)} is not an http:// or https:// URL, e.g. https://alerts.example.com/hook")
+    if "@" in m.group("authority"):
+        raise ValueError(
+            "the URL carries credentials (user:password@, not repeated here): they would be stored in plain "
+            "text; remove them and set the token as the secret hyperscaler:alertReceiverSecret"
+        )
+    return value
 
 
 def _ssh_public_key(value: str) -> str:
@@ -249,6 +281,9 @@ S3Profile = Annotated[str, Strict(), StringConstraints(pattern=r"^[A-Za-z0-9_.+=
 Cidr = Annotated[str, AfterValidator(_cidr)]
 IPv4 = Annotated[str, AfterValidator(_ipv4)]
 CpuSet = Annotated[str, AfterValidator(_cpuset)]
+EmailAddress = Annotated[str, AfterValidator(_email)]
+Server = Annotated[str, AfterValidator(_server)]
+HttpUrl = Annotated[str, AfterValidator(_http_url)]
 # Strict: `true` or "4096" in a size field is a mistake to report, not a value to coerce. The upper
 # bounds are far beyond any real machine; they turn a typo (an extra 000) into a message instead of a
 # plan that never finishes.
@@ -257,7 +292,52 @@ GiB = Annotated[int, Strict(), Field(gt=0, le=1024 * 1024, description="gibibyte
 Count = Annotated[int, Strict(), Field(ge=0, le=100_000)]
 PositiveInt = Annotated[int, Strict(), Field(gt=0, le=100_000)]
 Seconds = Annotated[int, Strict(), Field(gt=0, le=7 * 24 * 3600)]
+Port = Annotated[int, Strict(), Field(ge=1, le=65535)]
 # Linux's limits for an Ethernet MTU that every NIC driver libvirt uses accepts: 576 is the IPv4 minimum
 # datagram (RFC 791), 9216 the largest jumbo frame virtio-net and common switches pass (docs/configuration.md).
 Mtu = Annotated[int, Strict(), Field(ge=576, le=9216)]
 NonEmptyStr = Annotated[str, StringConstraints(min_length=1, strip_whitespace=True)]
+
+
+# --- apt repositories (config/models/repository.py) ---
+_HTTPS_URL_RE = re.compile(r"^https://[A-Za-z0-9.-]+(:[0-9]{1,5})?(/[A-Za-z0-9._~%/+-]*)?$")
+_FINGERPRINT_RE = re.compile(r"^[0-9A-F]{40}$")
+_APT_WORD_RE = re.compile(r"^[A-Za-z0-9._/-]+$")
+_DEB_PACKAGE_RE = re.compile(r"^[a-z0-9][a-z0-9+.-]+$")
+
+
+def _https_url(value: str) -> str:
+    if not _HTTPS_URL_RE.match(value):
+        raise ValueError(
+            f"{brief(value)} is not an https:// URL without spaces or quotes: packages and keys are never fetched "
+            "over plain http"
+        )
+    return value
+
+
+def _fingerprint(value: str) -> str:
+    compact = value.replace(" ", "").upper()
+    if not _FINGERPRINT_RE.match(compact):
+        raise ValueError(
+            f"{brief(value)} is not an OpenPGP v4 fingerprint: 40 hex digits, spaces allowed "
+            "(`gpg --show-keys KEYFILE` prints it)"
+        )
+    return compact
+
+
+def _apt_word(value: str) -> str:
+    if not _APT_WORD_RE.match(value):
+        raise ValueError(f"{brief(value)} is not an apt suite or component (letters, digits, '.', '_', '-', '/')")
+    return value
+
+
+def _deb_package(value: str) -> str:
+    if not _DEB_PACKAGE_RE.match(value):
+        raise ValueError(f"{brief(value)} is not a Debian package name")
+    return value
+
+
+HttpsUrl = Annotated[str, AfterValidator(_https_url)]
+Fingerprint = Annotated[str, AfterValidator(_fingerprint)]  # normalised: 40 upper-case hex digits
+AptWord = Annotated[str, AfterValidator(_apt_word)]
+DebPackage = Annotated[str, AfterValidator(_deb_package)]

@@ -6,18 +6,18 @@ is cached outside the repo, under ``$HYPERSCALER_ENGINE_CACHE`` (default
 ``/var/cache/hyperscaler-engine``):
 
 * ``gomod/`` and ``gobuild/``: the Go module and build caches of these builds alone;
-* ``<key>/bin/`` (the CLI and language host, for ``$PATH``) and ``<key>/providers/`` (the
-  provider plugins, installed with ``install-plugins``), where ``<key>`` hashes every input
-  (versions.env, go.mod, go.sum, the Go sources beside this script, this script, the Go version
-  and the options). A second run with the same inputs only prints the directory (a cache hit).
+* ``<key>/bin/`` (the CLI and language host, for ``$PATH``), ``<key>/providers/`` (the provider
+  doubles) and ``<key>/stubs/`` (the stand-ins), where ``<key>`` hashes every input (versions.env,
+  go.mod, go.sum, the Go sources beside this script, components/provider_facts.json, this script and the
+  Go version). A second run with the same inputs only prints the directory (a cache hit).
 
-Commands (all print the ``bin`` directory on stdout, progress on stderr):
+Commands (``build`` and ``install-plugins`` print the ``bin`` directory on stdout, progress on stderr):
 
-* ``build [--stub-providers] [--jobs N]``: build, or reuse the cached build.
-* ``install-plugins --pulumi-home DIR [--stub-providers]``: build if needed, then
+* ``build [--jobs N]``: build, or reuse the cached build.
+* ``install-plugins --pulumi-home DIR [--providers doubles|stubs]``: build if needed, then
   ``pulumi plugin install resource NAME VERSION --file BIN`` for each provider into ``DIR``.
 * ``probe``: ask the Go module proxy for every module the real providers need; exit 1 if it refuses
-  any (this is what decides whether ``--stub-providers`` is needed).
+  any (while it does, the real plugins cannot be built and the doubles stand in for them).
 
 What gets built (versions in e2e/versions.env, see docs/testing.md "The real Pulumi engine"):
 
@@ -25,14 +25,21 @@ What gets built (versions in e2e/versions.env, see docs/testing.md "The real Pul
   with ``CGO_ENABLED=0``, ``-tags osusergo,grpcnotrace`` and the version stamped by ``-ldflags``;
 * ``pulumi-language-python``: e2e/langhost, our own host (the upstream one is not served), plus
   ``pulumi-language-python-exec`` and ``pulumi-resource-pulumi-python`` copied from the sdk/v3 module;
-* ``pulumi-resource-{libvirt,command,random}``: with ``--stub-providers``, e2e/stubprovider (a
-  stand-in that echoes inputs; the real provider modules are refused by the proxy). Without it the
-  build fails while the proxy refuses them, naming what it refused.
+* ``providers/pulumi-resource-{libvirt,command,random}``: the provider doubles of e2e/doubles, which
+  act (libvirt objects, SSH commands, random values) the way the real providers do, with
+  components/provider_facts.json stamped in (``-X .../facts.encoded=``) so that their Diff and
+  ``hyperscaler diff`` read one file;
+* ``stubs/pulumi-resource-{libvirt,command,random}``: e2e/stubprovider, a stand-in that only echoes its
+  inputs, for engine tests that must not touch libvirt or SSH (tests/e2e).
+
+The real providers are refused by the proxy (``probe``); the day they are served, building them is not
+implemented yet and the build says so.
 """
 
 from __future__ import annotations
 
 import argparse
+import base64
 import functools
 import hashlib
 import json
@@ -56,8 +63,17 @@ BUILD_TAGS = "osusergo,grpcnotrace"
 # Files copied next to the language host from the sdk/v3 module, made executable.
 SDK_SCRIPTS = ("python/cmd/pulumi-language-python-exec", "python/dist/pulumi-resource-pulumi-python")
 PROVIDERS = ("libvirt", "command", "random")
-# Inputs of the cache key besides versions.env and this script.
-KEY_INPUTS = ("go.mod", "go.sum", "langhost/main.go", "stubprovider/main.go")
+FACTS_FILE = HERE.parent / "components" / "provider_facts.json"
+FACTS_VAR = "hyperscaler/e2e/doubles/internal/facts.encoded"
+DOUBLES = {name: f"./doubles/{name}" for name in PROVIDERS}
+PROVIDER_KINDS = ("doubles", "stubs")
+
+
+def key_inputs() -> list[Path]:
+    """Inputs of the cache key besides versions.env and this script: the module files, every Go source
+    beside this script but its tests, and the facts file the doubles are stamped with."""
+    sources = sorted(p for p in HERE.rglob("*.go") if not p.name.endswith("_test.go"))
+    return [HERE / "go.mod", HERE / "go.sum", *sources, FACTS_FILE]
 
 
 def log(msg: str) -> None:
@@ -134,7 +150,7 @@ def go_env(cache: Path) -> dict[str, str]:
 
 
 def run(argv: list[str], env: dict[str, str], cwd: Path = HERE) -> str:
-    log("$ " + " ".join(argv))
+    log("$ " + " ".join(a if len(a) <= 200 else f"{a[:60]}...({len(a)} chars)" for a in argv))
     result = subprocess.run(argv, cwd=cwd, env=env, stdout=subprocess.PIPE, text=True)
     if result.returncode != 0:
         raise SystemExit(f"build_engine: failed (rc {result.returncode}): {' '.join(argv)}")
@@ -150,11 +166,12 @@ def check_go_mod(versions: dict[str, str]) -> None:
             raise SystemExit(f"e2e/go.mod does not require {module} {want} (PULUMI_CLI in versions.env)")
 
 
-def cache_key(versions: dict[str, str], go_version: str, stub_providers: bool) -> str:
+def cache_key(versions: dict[str, str], go_version: str) -> str:
     h = hashlib.sha256()
-    for path in (VERSIONS_FILE, Path(__file__).resolve(), *(HERE / p for p in KEY_INPUTS)):
-        h.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
-    h.update(f"{go_version}\0{BUILD_TAGS}\0stub={stub_providers}".encode())
+    for path in (VERSIONS_FILE, Path(__file__).resolve(), *key_inputs()):
+        name = path.relative_to(HERE.parent) if path.is_relative_to(HERE.parent) else path.name
+        h.update(str(name).encode() + b"\0" + path.read_bytes() + b"\0")
+    h.update(f"{go_version}\0{BUILD_TAGS}".encode())
     return h.hexdigest()[:16]
 
 
@@ -183,18 +200,24 @@ def probe(versions: dict[str, str], cache: Path) -> dict[str, str]:
     return refused
 
 
-def output_dir(cache: Path, stub_providers: bool) -> Path:
+def output_dir(cache: Path) -> Path:
     """Where the build for the current inputs lives (built or not)."""
     versions = read_versions()
     check_go_mod(versions)
     go_version = subprocess.run(
         [go_binary(cache), "env", "GOVERSION"], env=go_env(cache), capture_output=True, text=True, check=True
     ).stdout.strip()
-    return cache / cache_key(versions, go_version, stub_providers)
+    return cache / cache_key(versions, go_version)
 
 
-def build(cache: Path, *, stub_providers: bool, jobs: int) -> Path:
-    out = output_dir(cache, stub_providers)
+def facts_ldflag() -> str:
+    """components/provider_facts.json, base64 (no spaces or quotes to escape), for the doubles' linker."""
+    json.loads(FACTS_FILE.read_text())  # a broken file fails here, not in a double at run time
+    return f"-X {FACTS_VAR}={base64.b64encode(FACTS_FILE.read_bytes()).decode()}"
+
+
+def build(cache: Path, *, jobs: int) -> Path:
+    out = output_dir(cache)
     if (out / "manifest.json").is_file():
         log(f"cache hit: {out}")
         return out / "bin"
@@ -210,13 +233,12 @@ def build(cache: Path, *, stub_providers: bool, jobs: int) -> Path:
         if name not in refused:
             # The day the proxy serves these, build them as issue 5 describes (docs/testing.md).
             raise SystemExit(f"build_engine: {name} is now served by the proxy; building it is not implemented yet")
-        if not stub_providers:
-            raise SystemExit(
-                "build_engine: the Go module proxy refuses the provider modules "
-                + "; ".join(f"{n}: {why}" for n, why in refused.items())
-                + ". Re-run with --stub-providers to build stand-ins (e2e/stubprovider)."
-            )
-        providers[name] = {"version": version, "kind": "stub", "why": refused[name]}
+        providers[name] = {
+            "version": version,
+            "double": f"providers/pulumi-resource-{name} (e2e/doubles/{name})",
+            "stub": f"stubs/pulumi-resource-{name} (e2e/stubprovider)",
+            "why_not_real": refused[name],
+        }
 
     cache.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f"{out.name}.tmp-", dir=cache))
@@ -246,15 +268,19 @@ def build(cache: Path, *, stub_providers: bool, jobs: int) -> Path:
             dest.chmod(0o755)
         # Providers stay out of bin/: the CLI prefers a pulumi-resource-* found on $PATH over the
         # installed plugin, and then warns that its version is unknown.
-        plugin_dir = tmp / "providers"
-        plugin_dir.mkdir()
-        if providers:
-            stub = plugin_dir / "pulumi-resource-stub"
-            run([*common, "-o", str(stub), "./stubprovider"], env)
-            for name in providers:
-                shutil.copyfile(stub, plugin_dir / f"pulumi-resource-{name}")
-                (plugin_dir / f"pulumi-resource-{name}").chmod(0o755)
-            stub.unlink()
+        doubles, stubs = tmp / "providers", tmp / "stubs"
+        doubles.mkdir()
+        stubs.mkdir()
+        # One go build for the three (shared work); it names each binary after its package directory.
+        run([*common, "-ldflags", facts_ldflag(), "-o", f"{doubles}/", *DOUBLES.values()], env)
+        for name in DOUBLES:
+            (doubles / name).rename(doubles / f"pulumi-resource-{name}")
+        stub = stubs / "pulumi-resource-stub"
+        run([*common, "-o", str(stub), "./stubprovider"], env)
+        for name in providers:
+            shutil.copyfile(stub, stubs / f"pulumi-resource-{name}")
+            (stubs / f"pulumi-resource-{name}").chmod(0o755)
+        stub.unlink()
         manifest = {
             "key": out.name,
             "go": go_version,
@@ -275,11 +301,18 @@ def build(cache: Path, *, stub_providers: bool, jobs: int) -> Path:
     return out / "bin"
 
 
-def install_plugins(bin_dir: Path, pulumi_home: Path) -> None:
+def provider_binary(bin_dir: Path, name: str, kind: str = "doubles") -> Path:
+    """The built plugin `name` of one kind: providers/ (the doubles) or stubs/."""
+    if kind not in PROVIDER_KINDS:
+        raise ValueError(f"provider kind {kind!r}: one of {PROVIDER_KINDS}")
+    return bin_dir.parent / ("providers" if kind == "doubles" else "stubs") / f"pulumi-resource-{name}"
+
+
+def install_plugins(bin_dir: Path, pulumi_home: Path, kind: str = "doubles") -> None:
     manifest = json.loads((bin_dir.parent / "manifest.json").read_text())
     env = dict(os.environ, PULUMI_HOME=str(pulumi_home), PULUMI_SKIP_UPDATE_CHECK="true")
     for name, info in manifest["providers"].items():
-        binary = bin_dir.parent / "providers" / f"pulumi-resource-{name}"
+        binary = provider_binary(bin_dir, name, kind)
         run(
             [str(bin_dir / "pulumi"), "plugin", "install", "resource", name, info["version"], "--file", str(binary)],
             env,
@@ -297,10 +330,12 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     for name in ("build", "install-plugins"):
         p = sub.add_parser(name)
-        p.add_argument("--stub-providers", action="store_true", help="build stand-ins for refused providers")
         p.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1), help="go build -p (default 2)")
         if name == "install-plugins":
             p.add_argument("--pulumi-home", type=Path, required=True)
+            p.add_argument(
+                "--providers", choices=PROVIDER_KINDS, default="doubles", help="which plugins (default doubles)"
+            )
     sub.add_parser("probe")
     args = parser.parse_args(argv)
 
@@ -309,9 +344,9 @@ def main(argv: list[str] | None = None) -> int:
         for name, why in refused.items():
             print(f"{name}: refused: {why}")
         return 1 if refused else 0
-    bin_dir = build(args.cache, stub_providers=args.stub_providers, jobs=args.jobs)
+    bin_dir = build(args.cache, jobs=args.jobs)
     if args.command == "install-plugins":
-        install_plugins(bin_dir, args.pulumi_home)
+        install_plugins(bin_dir, args.pulumi_home, args.providers)
     print(bin_dir)
     return 0
 

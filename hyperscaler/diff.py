@@ -15,6 +15,7 @@ from typing import Any
 from components.provider_facts import for_type
 from config.impact import Impact, field_impacts, irreversible_fields
 from config.load import build_spec, read_stack_file
+from config.mig import mig_effects
 from config.models import ClusterSpec
 from config.topology import plan_nodes
 from hyperscaler.mocks import Registration
@@ -204,6 +205,10 @@ def diff_report(old_file: Path, new_file: Path) -> tuple[str, Impact | None]:
             lines.append(f"  {'':13} IRREVERSIBLE: once on, it cannot be switched off again ({f.path})")
         if f.one_way_off:
             lines.append(f"  {'':13} NOT APPLIED: {f.path} cannot be switched off; the running system keeps it on")
+    effects = mig_effects(before.spec, after.spec)
+    if effects:
+        lines += ["", "MIG (on the nodes, in this order):"]
+        lines += [f"  {effect}" for effect in effects]
     lines += ["", "Resources:"]
     if not resources:
         lines.append("  none change")

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pulumi
-from pulumi.runtime import rpc
+from pulumi.runtime import rpc, settings
 from pulumi.runtime.mocks import MockCallArgs, MockMonitor, MockResourceArgs
 
 SECRET_MASK = "[secret]"
@@ -75,6 +75,7 @@ class Registration:
     replace_on_changes: list[str]
     inputs: dict[str, Any]  # raw: secrets still wrapped, so tests can assert secrecy
     ignore_changes: list[str] = field(default_factory=list)  # inputs the engine does not diff at all
+    id: str = ""  # the id the mocks answered (a custom resource's; "" for components)
 
     @property
     def plain_inputs(self) -> dict[str, Any]:
@@ -188,6 +189,7 @@ class RecordingMonitor(MockMonitor):
                     # deserialized once, by MockMonitor (our names are unique per type)
                     inputs=self.seen_inputs.pop((request.type, request.name)),
                     ignore_changes=list(request.ignoreChanges),
+                    id=response.id,
                 )
             )
         return response
@@ -197,5 +199,8 @@ def install(project: str = "hyperscaler", stack: str = "test", preview: bool = F
     """Install fresh mocks (process-global) and return the monitor that records this run."""
     mocks = HyperscalerMocks()
     monitor = RecordingMonitor(mocks)
+    # set_mocks keeps an existing root stack resource, and with it the outputs an earlier program in this
+    # process exported: start from a fresh one.
+    settings.ROOT.set(None)
     pulumi.runtime.set_mocks(mocks, project=project, stack=stack, preview=preview, monitor=monitor)
     return monitor

@@ -189,6 +189,6 @@ def summary(result: PlanResult) -> str:
         counts[rec.type] = counts.get(rec.type, 0) + 1
     lines = [f"{n:4d}  {t}" for t, n in sorted(counts.items())]
     note = ""
-    if result.stack.ssh_private_key_set:  # the only secure: value a stack file holds
+    if result.stack.ssh_private_key_set or result.stack.receiver_secret_set:  # the secure: values a stack holds
         note = "\nEncrypted secure: values in the stack file are planned as masked placeholders, not decrypted."
     return "Resources by type:\n" + "\n".join(lines) + note

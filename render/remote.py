@@ -20,6 +20,10 @@ FILE_MARKER = "# hyperscaler-file"
 RUN_MARKER = "# hyperscaler-run"
 
 
+# Scripts that talk to SLURM run with both shell libraries.
+SLURM_INCLUDES = ("lib.sh", "slurm-lib.sh")
+
+
 def render_script(name: str, params: Mapping[str, object], includes: tuple[str, ...] = ("lib.sh",)) -> RenderedFile:
     """The script `name`.sh with its parameters; lands at /usr/local/libexec/hyperscaler/<name>.sh."""
     header = [
@@ -62,6 +66,11 @@ def install_command(file: RenderedFile, user: str, base64: bool = False) -> str:
     A missing directory is created with the file's dir_mode and dir_owner; an existing one is left as it
     is (`install -d -m` would loosen /etc/munge from 0700 to the mode given)."""
     return f"{_file_marker(file, base64)}\n{as_root(_install_body(file, base64), user)}"
+
+
+def remove_command(path: str, user: str) -> str:
+    """Remove a file that install_command wrote (the delete of a file that leaves with its node)."""
+    return as_root(f"rm -f {shlex.quote(path)}", user)
 
 
 def run_command(script_path: str, user: str, args: tuple[str, ...] = ()) -> str:

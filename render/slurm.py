@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import hostlist
 
 from config.catalog import CATALOG
+from config.mig import NodeMig, node_mig
 from config.models import ClusterSpec, Partition
 from config.slurm_facts import OPTION_NAMES, OWNED_KEYS, PARTITION_OPTION_NAMES, RESTART_KEYS
 from config.topology import NodePlan, Role
@@ -25,6 +26,10 @@ SLURMD_PORT = 6818
 SLURMDBD_PORT = 6819
 MIN_REAL_MEMORY_MIB = 256
 CONFIGLESS = "enable_configless"
+# The GRES a MIG node derives from its devices at every slurmd start (render/scripts/mig-gres.sh). Configless
+# slurmd reads only the gres.conf slurmctld sends, but an `Include` in it is read from the node's own disk:
+# the controller's copy is a comment (slurmctld parses gres.conf too), each node's lists its MIG devices.
+GRES_NODE_FILE = f"{SLURM_ETC}/gres.d/node.conf"
 
 
 @dataclass(frozen=True)
@@ -40,6 +45,7 @@ class NodeClass:
     real_memory: int
     gres: str | None
     features: tuple[str, ...]
+    mig: NodeMig | None = None  # MIG-managed: the node writes its own GRES lines (or whole GPUs, MIG off)
 
     @property
     def hostlist(self) -> str:
@@ -50,14 +56,24 @@ def real_memory(spec: ClusterSpec, node: NodePlan) -> int:
     return max(MIN_REAL_MEMORY_MIB, node.memory_mib - spec.slurm.os_headroom_mib)
 
 
-def gpu_gres(node: NodePlan) -> str | None:
-    """ "gpu:<type>:<n>" per GPU type on the node, e.g. gpu:h100:2."""
+def gpu_gres(spec: ClusterSpec, node: NodePlan) -> str | None:
+    """ "gpu:<type>:<n>" per GPU type on the node, e.g. gpu:h100:2, or per MIG profile when its GPUs are
+    partitioned, largest first: gpu:3g.40gb:1,gpu:2g.20gb:1,gpu:1g.10gb:2."""
+    mig = node_mig(spec, node)
+    if mig is not None and mig.enabled:
+        return ",".join(f"gpu:{name}:{count}" for name, count in mig.totals())
     counts: dict[str, int] = {}
     for gpu in node.gpus:
         model = CATALOG.get(gpu.model)
         gtype = model.slurm_type if model else gpu.model.replace("-", "_")
         counts[gtype] = counts.get(gtype, 0) + 1
     return ",".join(f"gpu:{t}:{n}" for t, n in sorted(counts.items())) or None
+
+
+def gres_types(spec: ClusterSpec, node: NodePlan) -> list[str]:
+    """The GRES types a job can ask for on the node: GPU models, or MIG profiles."""
+    gres = gpu_gres(spec, node)
+    return sorted({entry.split(":")[1] for entry in gres.split(",")}) if gres else []
 
 
 def gpu_types(node: NodePlan) -> list[str]:
@@ -72,7 +88,7 @@ def node_classes(spec: ClusterSpec, nodes: list[NodePlan]) -> list[NodeClass]:
     classes: list[NodeClass] = []
 
     def signature(n: NodePlan) -> tuple[object, ...]:
-        return (n.group, n.vcpus, n.topology, real_memory(spec, n), gpu_gres(n), n.features)
+        return (n.group, n.vcpus, n.topology, real_memory(spec, n), gpu_gres(spec, n), n.features)
 
     ordered = sorted(compute_nodes(nodes), key=lambda n: (n.group, n.index))
     for _, members_iter in itertools.groupby(ordered, key=signature):
@@ -88,8 +104,9 @@ def node_classes(spec: ClusterSpec, nodes: list[NodePlan]) -> list[NodeClass]:
                 cores=first.topology.cores,
                 threads=first.topology.threads,
                 real_memory=real_memory(spec, first),
-                gres=gpu_gres(first),
+                gres=gpu_gres(spec, first),
                 features=tuple(dict.fromkeys(features)),
+                mig=node_mig(spec, first),
             )
         )
     return classes
@@ -200,8 +217,11 @@ def _hardware(cls: NodeClass) -> list[tuple[str, object]]:
 
 
 def _gres_devices(cls: NodeClass) -> list[list[tuple[str, object]]]:
-    """One gres.conf entry (without NodeName) per GPU type of a class, with its device files."""
+    """One gres.conf entry (without NodeName) per GPU type of a class, with its device files. None for
+    partitioned GPUs: their nodes list their MIG devices themselves (GRES_NODE_FILE)."""
     entries: list[list[tuple[str, object]]] = []
+    if cls.mig is not None and cls.mig.enabled:
+        return entries
     index = 0
     for entry in (cls.gres or "").split(",") if cls.gres else []:
         _, gtype, count = entry.split(":")
@@ -214,13 +234,27 @@ def _gres_devices(cls: NodeClass) -> list[list[tuple[str, object]]]:
 
 def node_definitions(spec: ClusterSpec, nodes: list[NodePlan]) -> dict[str, str]:
     """{compute node: its own hardware and GRES as SLURM sees them}: what restarting its slurmd puts into
-    effect. It does not name the other nodes, so adding a node leaves every other node's definition alone."""
+    effect. It does not name the other nodes, so adding a node leaves every other node's definition alone.
+    On a MIG-managed node the GRES are its mig step's to put into effect (it drains, applies, restarts
+    slurmd), so they are left out here: a layout change restarts slurmd once, at the right moment."""
     out = {}
     for cls in node_classes(spec, nodes):
-        text = key_values(_hardware(cls), joiner=" ")
-        text += "".join("\n" + key_values(e, joiner=" ") for e in _gres_devices(cls))
+        hardware = [(k, v) for k, v in _hardware(cls) if not (cls.mig is not None and k == "Gres")]
+        text = key_values(hardware, joiner=" ")
+        if cls.mig is None:
+            text += "".join("\n" + key_values(e, joiner=" ") for e in _gres_devices(cls))
         out.update(dict.fromkeys(cls.names, text))
     return out
+
+
+def uses_node_gres(spec: ClusterSpec, nodes: list[NodePlan]) -> bool:
+    """Whether some node derives its GRES itself, so gres.conf includes GRES_NODE_FILE."""
+    return any(cls.mig is not None and cls.mig.enabled for cls in node_classes(spec, nodes))
+
+
+def mig_gres(spec: ClusterSpec, nodes: list[NodePlan]) -> str:
+    """ "hostlist=GRES" words for the MIG-managed classes: slurmctld.sh drains a node whose GRES changes."""
+    return " ".join(f"{cls.hostlist}={cls.gres}" for cls in node_classes(spec, nodes) if cls.mig and cls.gres)
 
 
 def render_slurm_conf(spec: ClusterSpec, nodes: list[NodePlan]) -> str:
@@ -252,7 +286,17 @@ def render_gres_conf(spec: ClusterSpec, nodes: list[NodePlan]) -> str:
     lines = [HEADER.rstrip("\n")]
     for cls in node_classes(spec, nodes):
         lines += [key_values([("NodeName", cls.hostlist), *entry], joiner=" ") for entry in _gres_devices(cls)]
+    if uses_node_gres(spec, nodes):
+        lines += [
+            "# MIG devices: each node lists its own, derived from its GPUs at every slurmd start",
+            f"Include {GRES_NODE_FILE}",
+        ]
     return "\n".join(lines) + "\n"
+
+
+def render_controller_gres_node_file() -> str:
+    """The controller's GRES_NODE_FILE: slurmctld parses gres.conf and its Include too, and has no GPUs."""
+    return HEADER + "# The controller has no GPUs; compute nodes write their own copy (mig-gres.sh).\n"
 
 
 def render_cgroup_conf(plugin: str = "cgroup/v2") -> str:

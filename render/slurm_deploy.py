@@ -10,24 +10,31 @@ from dataclasses import dataclass, field
 
 import hostlist
 
+from config.mig import node_mig
 from config.models import ClusterSpec
+from config.monitoring_facts import TEXTFILE_DIR
 from config.topology import NodePlan
 from render.common import RenderedFile, content_hash, in_dependency_order
-from render.remote import render_script
+from render.mig import GRES_SCRIPT, mig_files, mig_step_script
+from render.remote import SLURM_INCLUDES, render_script
 from render.slurm import (
+    GRES_NODE_FILE,
     SLURM_ETC,
     SLURMCTLD_PORT,
     STATE_MOUNT,
     STATE_SAVE,
     compute_nodes,
     controller,
-    gpu_types,
+    gres_types,
+    mig_gres,
     node_definitions,
     partitions,
     render_cgroup_conf,
+    render_controller_gres_node_file,
     render_gres_conf,
     render_slurm_conf,
     restart_key_lines,
+    uses_node_gres,
 )
 
 MUNGE_KEY = "/etc/munge/munge.key"
@@ -99,6 +106,11 @@ def mariadb_cnf(ctl: NodePlan) -> RenderedFile:
     return RenderedFile(MARIADB_CNF, text)
 
 
+def canary_metrics(spec: ClusterSpec) -> str:
+    """Where the canary records its outcome for node-exporter (alert CanaryFailed); nowhere without monitoring."""
+    return f"{TEXTFILE_DIR}/hyperscaler-canary.prom" if spec.monitoring.enabled else ""
+
+
 def restart_key(*texts: str) -> str:
     return content_hash(*texts)
 
@@ -120,9 +132,14 @@ def slurm_plan(spec: ClusterSpec, nodes: list[NodePlan]) -> list[NodeSlurm]:
     gpu_groups = {n.group for n in computes if n.gpus}
     with_gpus = [p.name for p in partitions(spec, nodes) if not p.groups or gpu_groups & set(p.groups)]
     gpu_partition = "gpu" if "gpu" in with_gpus else next(iter(with_gpus), "")
-    all_gpu_types = sorted({t for n in computes for t in gpu_types(n)})
+    all_gpu_types = sorted({t for n in computes for t in gres_types(spec, n)})
+    mig_nodes = {n.name: m for n in computes if (m := node_mig(spec, n)) is not None}
 
     ctl_files = list(confs.values())
+    conf_needs = conf_paths
+    if uses_node_gres(spec, nodes):
+        ctl_files.append(RenderedFile(GRES_NODE_FILE, render_controller_gres_node_file()))
+        conf_needs = (*conf_paths, GRES_NODE_FILE)
     ctl_steps = [
         Step(ctl.name, "munge", munge, applies=(MUNGE_KEY,)),
     ]
@@ -154,17 +171,24 @@ def slurm_plan(spec: ClusterSpec, nodes: list[NodePlan]) -> list[NodeSlurm]:
             "slurmctld",
             render_script(
                 "slurmctld",
-                {"STATE_SAVE": STATE_SAVE, "RESTART_KEY": ctl_restart, "COMPUTE_NODES": compute_list, **drain},
-                includes=("lib.sh", "slurm-lib.sh"),
+                {
+                    "STATE_SAVE": STATE_SAVE,
+                    "RESTART_KEY": ctl_restart,
+                    "COMPUTE_NODES": compute_list,
+                    "MIG_GRES": mig_gres(spec, nodes),
+                    **drain,
+                },
+                includes=SLURM_INCLUDES,
             ),
-            needs=conf_paths,  # restarts follow RESTART_KEY; plain changes are the reconfigure step's job
+            needs=conf_needs,  # restarts follow RESTART_KEY; plain changes are the reconfigure step's job
             after=tuple(slurmctld_after),
         )
     )
-    membership = render_script("membership", drain, includes=("lib.sh", "slurm-lib.sh"))
+    membership = render_script("membership", drain, includes=SLURM_INCLUDES)
     ctl_files.append(membership)
-    # After every slurmd: reconfigure re-reads slurm.conf everywhere, then the canary proves it.
-    slurmd_steps = tuple(f"{n.name}:slurmd" for n in computes)
+    # After every slurmd and every MIG change: reconfigure re-reads slurm.conf everywhere, then the canary
+    # proves it.
+    slurmd_steps = tuple(f"{n.name}:slurmd" for n in computes) + tuple(f"{name}:mig" for name in mig_nodes)
     ctl_steps.append(
         Step(
             ctl.name,
@@ -202,8 +226,10 @@ def slurm_plan(spec: ClusterSpec, nodes: list[NodePlan]) -> list[NodeSlurm]:
                         "GPU_TYPES": " ".join(all_gpu_types),
                         "GPU_PARTITION": gpu_partition,
                         "CANARY_TIMEOUT": CANARY_TIMEOUT_S,
+                        "CANARY_METRICS": canary_metrics(spec),
                         "SHARED_DIR": shared_dir(spec),
                     },
+                    includes=SLURM_INCLUDES,
                 ),
                 applies=conf_paths,
                 after=("reconfigure", *member_steps),
@@ -219,12 +245,37 @@ def slurm_plan(spec: ClusterSpec, nodes: list[NodePlan]) -> list[NodeSlurm]:
     conf_server = f"{ctl.mgmt_ip}:{SLURMCTLD_PORT}"
     for node in computes:
         key = restart_key(definitions[node.name], cgroup_conf, global_restart)
-        params = {"RESTART_KEY": key, "CONF_SERVER": conf_server, "STALE_FILES": " ".join(conf_paths)}
-        steps = (
+        params = {
+            "RESTART_KEY": key,
+            "CONF_SERVER": conf_server,
+            "STALE_FILES": " ".join(conf_paths),
+            "GRES_FILE": GRES_NODE_FILE,
+            "GRES_SCRIPT": GRES_SCRIPT,
+        }
+        steps: tuple[Step, ...] = (
             Step(node.name, "munge", munge, applies=(MUNGE_KEY,)),
-            Step(node.name, "slurmd", render_script("slurmd", params), after=("munge", f"{ctl.name}:slurmctld")),
+            Step(
+                node.name,
+                "slurmd",
+                render_script("slurmd", params, includes=SLURM_INCLUDES),
+                after=("munge", f"{ctl.name}:slurmctld"),
+            ),
         )
-        result.append(NodeSlurm(node, (), (MUNGE_KEY,), steps))
+        files: tuple[RenderedFile, ...] = ()
+        mig = mig_nodes.get(node.name)
+        if mig is not None:
+            # Last on the node: it may reboot the VM (an Ampere mode change), and nothing may run after that.
+            files = mig_files(node.name, mig)
+            steps += (
+                Step(
+                    node.name,
+                    "mig",
+                    mig_step_script(spec, node.name, mig),
+                    applies=tuple(f.path for f in files),
+                    after=("slurmd",),
+                ),
+            )
+        result.append(NodeSlurm(node, files, (MUNGE_KEY,), steps))
     return result
 
 

@@ -13,13 +13,16 @@ from config.models.hosts import (
     PciFunction,
     StoragePool,
 )
+from config.models.monitoring import Alerts, EmailReceiver, Grafana, Monitoring, WebhookReceiver
 from config.models.network import InterconnectNetwork, ManagementNetwork, Networks
 from config.models.nodes import BaseImage, ComputeGroup, Controller, Ssh, StorageGroup, VmTopology
-from config.models.services import Accounting, Containers, Mig, MigLayout, Monitoring, Partition, Slurm
-from config.models.storage import AptRepository, BeegfsPool, BeegfsSettings, NfsSettings
+from config.models.repository import AptRepository
+from config.models.services import Accounting, Containers, Mig, MigLayout, MigSoftware, Partition, Slurm
+from config.models.storage import BeegfsPool, BeegfsSettings, NfsSettings
 
 __all__ = [
     "Accounting",
+    "Alerts",
     "AptRepository",
     "BaseImage",
     "BeegfsPool",
@@ -30,8 +33,10 @@ __all__ = [
     "Controller",
     "CpuTopology",
     "DirectBoot",
+    "EmailReceiver",
     "Firmware",
     "Gpu",
+    "Grafana",
     "Host",
     "HostReserve",
     "Hugepages",
@@ -39,6 +44,7 @@ __all__ = [
     "ManagementNetwork",
     "Mig",
     "MigLayout",
+    "MigSoftware",
     "Monitoring",
     "Networks",
     "NfsSettings",
@@ -50,4 +56,5 @@ __all__ = [
     "StorageGroup",
     "StoragePool",
     "VmTopology",
+    "WebhookReceiver",
 ]

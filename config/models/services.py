@@ -1,19 +1,22 @@
-"""Sections for the software pushed into the VMs: SLURM, BeeGFS, MIG, containers and monitoring.
+"""Sections for the software pushed into the VMs: SLURM, BeeGFS, MIG and containers (monitoring has its
+own module).
 
 Changing anything here reconfigures the running cluster; it never replaces a VM.
 """
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BeforeValidator
+from pydantic import AfterValidator, BeforeValidator, Field, model_validator
 
 from config.findings import brief
 from config.impact import Impact, setting
 from config.models.base import Model
+from config.models.repository import AptRepository
 from config.slurm_facts import KEY_RE, MAX_TIME, RESERVED_PARTITION_NAMES, TIME_FORMATS, TIME_RE, VALUE_RE, is_time
-from config.types import Count, Hostname, MiB, NonEmptyStr, PositiveInt, Seconds
+from config.types import Count, DebPackage, Hostname, MiB, Name, NonEmptyStr, Seconds
 
 
 def _number_as_text(value: Any) -> Any:
@@ -105,16 +108,82 @@ class Slurm(Model):
     canary: bool = setting(True, impact=Impact.IN_PLACE, doc="Run a job on every node after each update.")
 
 
+# A MIG profile as nvidia-smi and mig-parted spell it: "3g.40gb", "1g.10gb+me", "1g.24gb-me". Which
+# profiles a GPU has is the catalog's (config/catalog.py); config/checks_mig.py checks a layout against it.
+_PROFILE_RE = re.compile(r"^[1-8]g\.[0-9]{1,3}gb([+-][a-z]+(\.[a-z]+)?)?$")
+
+
+def _mig_profile(value: str) -> str:
+    if not _PROFILE_RE.match(value):
+        raise ValueError(
+            f"{brief(value)} is not a MIG profile name: profiles look like 3g.40gb, 1g.10gb+me or 1g.24gb-me "
+            "(`nvidia-smi mig -lgip` lists a GPU's)"
+        )
+    return value
+
+
+MigProfileName = Annotated[str, AfterValidator(_mig_profile)]
+MigCounts = Annotated[dict[MigProfileName, Count], Field(min_length=1)]  # a count of 0 means none, as in mig-parted
+
+
 class MigLayout(Model):
-    group: Hostname = setting(impact=Impact.RECONFIGURE, doc="Compute group whose GPUs get this layout.")
-    profiles: dict[NonEmptyStr, PositiveInt] = setting(
-        impact=Impact.RECONFIGURE, doc="MIG profile -> instances per GPU, e.g. {'3g.40gb': 1, '1g.10gb': 4}."
+    group: Hostname = setting(impact=Impact.RESTART, doc="Compute group whose GPUs get this layout.")
+    profiles: MigCounts | None = setting(
+        None,
+        impact=Impact.RESTART,
+        doc="MIG profile -> instances per GPU, e.g. {3g.40gb: 1, 2g.20gb: 1, 1g.10gb: 2}; or name a layout.",
+    )
+    layout: Name | None = setting(None, impact=Impact.RESTART, doc="A layout of mig.named_layouts, by name.")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> MigLayout:
+        if (self.profiles is None) == (self.layout is None):
+            raise ValueError("give either profiles (instances per GPU) or layout (a name in mig.named_layouts)")
+        return self
+
+
+# NVIDIA's CUDA repository for Debian 12 and its signing key 3bf863cc (the fingerprint is NVIDIA's published
+# one). Whether it carries nvidia-mig-manager for Debian 12 was not verifiable here (docs/mig.md).
+NVIDIA_CUDA_DEBIAN12 = AptRepository(
+    name="nvidia-cuda",
+    url="https://developer.download.nvidia.com/compute/cuda/repos/debian12/x86_64/",
+    key_url="https://developer.download.nvidia.com/compute/cuda/repos/debian12/x86_64/3bf863cc.pub",
+    key_fingerprint="EB693B3035CD5710E231E123A4B469963BF863CC",
+)
+
+
+class MigSoftware(Model):
+    repository: AptRepository | None = setting(
+        NVIDIA_CUDA_DEBIAN12,
+        impact=Impact.RECONFIGURE,
+        doc="Where the NVIDIA driver and the MIG manager come from (not Debian packages); null: the image "
+        "carries nvidia-smi and nvidia-mig-parted.",
+    )
+    packages: list[DebPackage] = setting(
+        ["cuda-drivers", "nvidia-mig-manager"],
+        impact=Impact.RECONFIGURE,
+        doc="Packages installed from it when nvidia-smi or nvidia-mig-parted is missing.",
+        min_length=1,
     )
 
 
 class Mig(Model):
-    enabled: bool = setting(False, impact=Impact.RECONFIGURE, doc="Partition GPUs with MIG inside the guests.")
-    layouts: list[MigLayout] = setting([], impact=Impact.RECONFIGURE, doc="One layout per compute group.")
+    enabled: bool = setting(
+        True,
+        impact=Impact.RESTART,
+        doc="false turns MIG off on the GPUs of the groups in `layouts` (whole GPUs in SLURM again).",
+    )
+    named_layouts: dict[Name, MigCounts] = setting(
+        {},
+        impact=Impact.RESTART,
+        doc="Layouts by name (MIG profile -> instances per GPU), for several groups to reuse.",
+    )
+    layouts: list[MigLayout] = setting(
+        [],
+        impact=Impact.RESTART,
+        doc="One layout per compute group: changing one drains the group's nodes, applies it and resumes them.",
+    )
+    software: MigSoftware = setting(MigSoftware(), impact=Impact.RECONFIGURE, doc="Driver and MIG manager source.")
 
 
 class Containers(Model):
@@ -125,10 +194,3 @@ class Containers(Model):
     cache_path: NonEmptyStr = setting(
         "/var/cache/enroot", impact=Impact.RECONFIGURE, doc="ENROOT_CACHE_PATH (image layers)."
     )
-
-
-class Monitoring(Model):
-    enabled: bool = setting(False, impact=Impact.RECONFIGURE, doc="Prometheus, node/DCGM exporters and Grafana.")
-    retention_days: PositiveInt = setting(15, impact=Impact.RESTART, doc="Prometheus retention.")
-    grafana_port: PositiveInt = setting(3000, impact=Impact.RESTART, doc="Grafana port on the controller.")
-    scrape_interval_s: Count = setting(30, impact=Impact.RECONFIGURE, doc="Prometheus scrape interval.")

@@ -11,15 +11,15 @@ from __future__ import annotations
 import re
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, Field, Strict, model_validator
+from pydantic import AfterValidator, Field, Strict
 
 from config.findings import brief
 from config.impact import Impact, setting
 from config.models.base import Model
+from config.models.repository import AptRepository
 from config.types import GiB, Hostname, NonEmptyStr, Seconds
 
 _ABSOLUTE_RE = re.compile(r"^/[A-Za-z0-9._/-]*$")
-_FINGERPRINT_RE = re.compile(r"^[0-9A-F]{40}$")
 _CHUNK_RE = re.compile(r"^(\d+)([kKmM])$")
 # Where a shared file system must not be mounted: the system's own trees.
 _SYSTEM_DIRS = ("/", "/bin", "/boot", "/dev", "/etc", "/home", "/lib", "/proc", "/root", "/run", "/sbin", "/sys",
@@ -35,19 +35,6 @@ def _mount_point(value: str) -> str:
     return value.rstrip("/")
 
 
-def _https_url(value: str) -> str:
-    if not re.match(r"^https://[A-Za-z0-9.-]+(:\d+)?(/[^\s]*)?$", value):
-        raise ValueError(f"{brief(value)} is not an https:// URL: packages and keys are never fetched over plain http")
-    return value.rstrip("/")
-
-
-def _fingerprint(value: str) -> str:
-    compact = value.replace(" ", "").upper()
-    if not _FINGERPRINT_RE.match(compact):
-        raise ValueError(f"{brief(value)} is not an OpenPGP fingerprint: 40 hex digits, spaces allowed")
-    return compact
-
-
 def _chunk_size(value: str) -> str:
     m = _CHUNK_RE.match(value)
     size = int(m.group(1)) * (1024 if m.group(2).lower() == "k" else 1024 * 1024) if m else 0
@@ -58,41 +45,8 @@ def _chunk_size(value: str) -> str:
 
 
 MountPoint = Annotated[str, AfterValidator(_mount_point)]
-HttpsUrl = Annotated[str, AfterValidator(_https_url)]
-Fingerprint = Annotated[str, AfterValidator(_fingerprint)]
 ChunkSize = Annotated[str, AfterValidator(_chunk_size)]
 TargetCount = Annotated[int, Strict(), Field(gt=0, le=1024)]
-
-
-class AptRepository(Model):
-    """A third-party apt repository, pinned by its signing key's fingerprint."""
-
-    name: Hostname = setting(
-        impact=Impact.RESTART, doc="Short name: the keyring and the sources list file on the nodes are named after it."
-    )
-    url: HttpsUrl = setting(impact=Impact.RESTART, doc="Base URL of the repository (https only), e.g. a site mirror.")
-    suite: NonEmptyStr = setting(impact=Impact.RESTART, doc="Distribution of the repository for Debian 12.")
-    components: list[NonEmptyStr] = setting(impact=Impact.RESTART, doc="Repository components.", min_length=1)
-    key_url: HttpsUrl | None = setting(
-        None, impact=Impact.RESTART, doc="Where the signing key is fetched from (https only), unless `key` is given."
-    )
-    key: NonEmptyStr | None = setting(
-        None,
-        impact=Impact.RESTART,
-        doc="The signing key itself, ASCII-armored: for an air-gapped site (then nothing is fetched for it).",
-    )
-    key_fingerprint: Fingerprint = setting(
-        impact=Impact.RESTART,
-        doc="Fingerprint of the signing key: a key with any other fingerprint is refused on the node.",
-    )
-
-    @model_validator(mode="after")
-    def _one_key_source(self) -> AptRepository:
-        if (self.key is None) == (self.key_url is None):
-            raise ValueError(
-                "give the signing key either as key_url (fetched over https) or as key (the text), not both"
-            )
-        return self
 
 
 # ThinkParQ's repository for Debian 12 per release: (release directory, distribution). Sources in

@@ -1,10 +1,31 @@
-# A job on every compute node, and one GPU job per GPU type; prints one JSON line for the stack outputs.
+# A job on every compute node, and one GPU job per GPU type (MIG profiles included); prints one JSON line
+# for the stack outputs.
 # It never queues behind users' work: each srun gives up (--immediate) when the node has no room, and a
 # node that is running jobs is reported as busy. Only a node that is idle and still cannot run a job fails.
-wait_for "every compute node to respond" "$CANARY_TIMEOUT" sh -c \
-  "[ -z \"\$(sinfo -h -N -n '$COMPUTE_NODES' -o '%t' | grep -v -x -e idle -e mix -e alloc)\" ]"
+# A node drained because its MIG devices differ from its layout fails the canary at once, with the reason.
+# With monitoring on, its outcome also becomes a textfile metric in CANARY_METRICS (alert CanaryFailed).
+record_canary() {
+  [ -n "$CANARY_METRICS" ] || return 0
+  {
+    echo "# HELP hyperscaler_canary_success 1 if the last canary passed, 0 if it failed."
+    echo "# TYPE hyperscaler_canary_success gauge"
+    echo "hyperscaler_canary_success $(($1 == 0))"
+  } | write_textfile "$CANARY_METRICS"
+}
 results=$(mktemp -d)
-trap 'rm -rf "$results"' EXIT
+trap 'record_canary "$?"; rm -rf "$results"' EXIT
+ready() {
+  local mismatched
+  mismatched=$(sinfo -h -N -n "$COMPUTE_NODES" -o '%N: %E' | grep -F ": $MIG_MISMATCH_REASON" | sort -u || true)
+  [ -z "$mismatched" ] || die "$(printf '%s; ' "$mismatched")"
+  ! sinfo -h -N -n "$COMPUTE_NODES" -o '%t' | grep -q -v -x -e idle -e mix -e alloc
+}
+deadline=$((SECONDS + CANARY_TIMEOUT))
+until ready; do
+  [ "$SECONDS" -lt "$deadline" ] ||
+    die "compute nodes not ready after ${CANARY_TIMEOUT}s: $(sinfo -h -N -n "$COMPUTE_NODES" -o '%N %t %E' | sort -u | paste -sd';' -)"
+  sleep 1
+done
 probe_node() {
   local node=$1 out
   # shellcheck disable=SC2016 # $SLURMD_NODENAME must expand on the compute node, not here
@@ -50,7 +71,8 @@ for gtype in $GPU_TYPES; do
   if visible=$(srun -N1 ${GPU_PARTITION:+-p "$GPU_PARTITION"} --gres="gpu:$gtype:1" --cpus-per-task=1 --mem=16M \
     --immediate=30 --time=5 printenv CUDA_VISIBLE_DEVICES 2>/dev/null); then
     gpu_results="$gpu_results\"$gtype\": \"$visible\", "
-  elif sinfo -h -N -n "$COMPUTE_NODES" -t idle -o '%N %f' | awk -v t="$gtype" '$2 ~ "(^|,)" t "(,|$)"' | grep -q .; then
+  elif sinfo -h -N -n "$COMPUTE_NODES" -t idle -o '%N %G' | awk -v t="gpu:$gtype:" '{n = split($2, g, ",")
+      for (i = 1; i <= n; i++) if (index(g[i], t) == 1) found = 1} END {exit !found}'; then
     die "no $gtype GPU job could run although a node with $gtype GPUs is idle"
   else
     gpu_results="$gpu_results\"$gtype\": \"busy\", "

@@ -32,6 +32,11 @@ if [ "$(cat "$defaults" 2>/dev/null)" != "$wanted" ]; then
   printf '%s\n' "$wanted" > "$defaults.tmp"
   mv -f "$defaults.tmp" "$defaults"
 fi
+# gres.conf includes GRES_FILE once some node has MIG, and slurmd fails on a missing one: every node has it.
+if [ ! -e "$GRES_FILE" ]; then
+  install -d -m 0755 "$(dirname "$GRES_FILE")"
+  printf '# Managed by hyperscaler: no MIG devices on this node.\n' > "$GRES_FILE"
+fi
 key="$RESTART_KEY $CONF_SERVER"
 if svc_running slurmd; then
   if [ "$(applied_get slurmd)" != "$key" ]; then
@@ -42,5 +47,9 @@ else
   svc_start slurmd
 fi
 wait_for "slurmd" 30 svc_running slurmd
+# A MIG node drains or resumes itself by how its devices compare with its layout (mig-gres.sh).
+if [ -x "$GRES_SCRIPT" ]; then
+  "$GRES_SCRIPT" report
+fi
 applied_set slurmd "$key"
 log "slurmd ready"

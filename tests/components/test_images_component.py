@@ -44,7 +44,7 @@ def spec_with(images: dict[str, object], preset: str = "dev", **extra: object) -
 def build(monitor: RecordingMonitor, spec: ClusterSpec, credentials: S3Credentials | None = None) -> list[Registration]:
     @pulumi.runtime.test
     def program() -> pulumi.Output:
-        cluster = HpcCluster(spec.name, HpcClusterArgs(spec, None, credentials))
+        cluster = HpcCluster(spec.name, HpcClusterArgs(spec, None, s3_credentials=credentials))
         return pulumi.Output.all(*(node.domain_id for node in cluster.nodes.values()))
 
     program()

@@ -16,7 +16,7 @@ import pytest
 
 from components.cluster import HpcCluster, HpcClusterArgs
 from hyperscaler.mocks import RecordingMonitor
-from tests.e2e.conftest import Stack
+from tests.engine import Stack
 from tests.stacks import loaded
 
 pytestmark = pytest.mark.e2e

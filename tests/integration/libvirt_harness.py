@@ -18,8 +18,9 @@ The QEMU capability probe takes ~8 s on a cold cache; the cache is copied in fro
 libvirt re-probes by itself when QEMU or libvirt change.
 
 Teardown kills only what this instance started: its own PIDs, plus any process still living in its
-private mount namespace (e.g. a dnsmasq spawned for a test network), then deletes the netns and temp
-dir. It runs even when start-up fails half-way.
+private mount namespace (e.g. a dnsmasq spawned for a test network) or in its network namespace (QEMU,
+which libvirt starts in a mount namespace of its own: a domain a failed test left running), then deletes
+the netns and temp dir. It runs even when start-up fails half-way.
 """
 
 from __future__ import annotations
@@ -37,6 +38,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Self
 from xml.etree import ElementTree
+
+from tests.integration.harness.nodes import pids_in_netns
 
 # The venv's PATH may lack /usr/sbin, where libvirtd and virtlogd live.
 CLEAN_ENV = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8"}
@@ -93,25 +96,6 @@ def virt_xml_validate(xml: str, kind: str = "domain") -> tuple[int, str]:
         f.write(xml)
         f.flush()
         return _run(["virt-xml-validate", f.name, kind], timeout=60)
-
-
-def provider_xsltproc(xslt: str, xml: str) -> tuple[int, str]:
-    """Apply ``xslt`` the way terraform-provider-libvirt 0.8.1 does (transformXML): stylesheet
-    whitespace-trimmed, both written to temp files, ``xsltproc --nomkdir --nonet --nowrite``.
-
-    Returns (0, transformed XML) or (rc, xsltproc's stderr)."""
-    require_tools(("xsltproc",))
-    with (
-        tempfile.NamedTemporaryFile("w", suffix=".xsl", prefix="hs-xslt-") as sheet,
-        tempfile.NamedTemporaryFile("w", suffix=".xml", prefix="hs-xml-") as doc,
-    ):
-        sheet.write(xslt.strip())
-        doc.write(xml)
-        sheet.flush()
-        doc.flush()
-        argv = ["xsltproc", "--nomkdir", "--nonet", "--nowrite", sheet.name, doc.name]
-        proc = subprocess.run(argv, capture_output=True, text=True, timeout=60, env=CLEAN_ENV, check=False)
-    return proc.returncode, proc.stdout if proc.returncode == 0 else proc.stderr
 
 
 def fix_dev_kvm() -> None:
@@ -276,6 +260,10 @@ class Libvirtd:
         if self._holder_mnt_ns is not None:
             # Anything in our private mount namespace descends from us (e.g. dnsmasq for a network).
             victims.update(_pids_in_mnt_ns(self._holder_mnt_ns))
+        if self._netns_created:
+            # QEMU runs in a mount namespace of its own (libvirt's qemu.conf `namespaces`) but in our
+            # network namespace, which this instance created: a domain a test left running dies here too.
+            victims.update(pids_in_netns(self.netns))
         if self._holder is not None:
             victims.discard(self._holder.pid)
         self._kill(victims)

@@ -1,62 +1,44 @@
 """The generated domain XSLT against what really runs it: xsltproc as the provider calls it, libvirt's
 RelaxNG schema, and `virsh define` on a real (namespaced) libvirtd.
 
-The input is the domain XML terraform-provider-libvirt 0.8.1 writes for our Domain resources
-(tests/integration/libvirt_base_xml.py); the output is compared with tests/golden/<stack>/<node>/domain.xml
-(pytest --update-golden rewrites it). Define only: this machine has no GPU and no IOMMU, so a start
-would fail at the hostdevs. A missing tool makes these tests fail, never skip.
+The input is the program's own Domain resources, planned under the mocks, turned into the domain XML
+terraform-provider-libvirt 0.8.1 writes and transformed by their xml.xslt, by the libvirt provider double
+(tests/integration/provider_xml.py: the one copy of those conventions, the one the VM tier defines real
+domains with); the output is compared with tests/golden/<stack>/<node>/domain.xml (pytest
+--update-golden rewrites it). Define only: this machine has no GPU and no IOMMU, so a start would fail at
+the hostdevs. A missing tool makes these tests fail, never skip.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from functools import cache
 from xml.etree import ElementTree
 
 import pytest
 
-from config.models import ClusterSpec
 from config.topology import NodePlan, plan_nodes
+from hyperscaler.plan import run_plan
 from render.domain_xslt import render_domain_xslt
-from render.placement import data_disk_suffixes, plan_placement
-from tests.integration.libvirt_base_xml import provider_domain_xml
-from tests.integration.libvirt_harness import Libvirtd, provider_xsltproc, require_tools, virt_xml_validate
-from tests.stacks import STACKS, loaded  # every committed stack, dev included
+from render.placement import plan_placement
+from tests.integration.libvirt_harness import Libvirtd, require_tools, virt_xml_validate
+from tests.integration.provider_xml import planned_domain_xml, provider_xsltproc
+from tests.stacks import ROOT, STACKS, loaded  # every committed stack, dev included
 
 pytestmark = pytest.mark.integration
 
 
-def base_xml(spec: ClusterSpec, node: NodePlan) -> str:
-    """What the provider hands to xsltproc for this node (mirrors components/node.py)."""
-    host = spec.host(node.host)
-    assert host is not None
-    domain = f"{spec.name}-{node.name}"
-    volumes = [f"{domain}-root.qcow2"] + [f"{domain}-{s}.qcow2" for s in data_disk_suffixes(node)]
-    return provider_domain_xml(
-        name=domain,
-        domain_type=host.domain_type,
-        vcpu=node.vcpus,
-        memory_mib=node.memory_mib,
-        mac_addresses=[node.mgmt_mac, node.ic_mac],
-        network_names=[spec.networks.management.name, spec.networks.interconnect.name],
-        disk_paths=[f"{host.pool.path}/{v}" for v in volumes],
-        disk_pool=host.pool.name,
-        cloudinit_iso=f"{host.pool.path}/{domain}-cloudinit.iso",
-        firmware=host.firmware.code,
-        nvram_file=f"/var/lib/libvirt/qemu/nvram/{domain}_VARS.fd",
-        nvram_template=host.firmware.vars_template,
-        cpu_mode=host.cpu_mode,
-        arch="x86_64",
-        description=f"hyperscaler {node.role.value} node {node.name}",
-    )
+@cache
+def _planned(stack: str) -> dict[str, str]:
+    return planned_domain_xml(run_plan(ROOT / f"Pulumi.{stack}.yaml").records)
 
 
 def transformed(stack: str) -> Iterator[tuple[NodePlan, str]]:
+    """Each node and the XML the provider would define for it (after its xml.xslt)."""
     spec = loaded(stack).spec
-    tunings = plan_placement(spec)
+    xml = _planned(stack)
     for node in plan_nodes(spec):
-        rc, out = provider_xsltproc(render_domain_xslt(tunings[node.name]), base_xml(spec, node))
-        assert rc == 0, f"xsltproc failed for {node.name}: {out}"
-        yield node, out
+        yield node, xml[f"{spec.name}-{node.name}"]
 
 
 @pytest.fixture(scope="module")

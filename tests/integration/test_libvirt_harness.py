@@ -8,14 +8,16 @@ from __future__ import annotations
 import os
 import re
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from xml.etree import ElementTree
 
 import pytest
 
-from tests.integration.libvirt_base_xml import Q35_CANONICAL, provider_domain_xml
-from tests.integration.libvirt_harness import Libvirtd, provider_xsltproc, require_tools, virt_xml_validate
+from tests.integration.harness.nodes import pids_in_netns
+from tests.integration.libvirt_harness import Libvirtd, require_tools, virt_xml_validate
+from tests.integration.provider_xml import I440FX_CANONICAL, Q35_CANONICAL, domain_xml, provider_xsltproc
 
 pytestmark = pytest.mark.integration
 
@@ -38,21 +40,30 @@ FIX_XSLT = """
 """
 
 
-def base_xml(name: str = "hs-base", domain_type: str = "qemu", machine: str = Q35_CANONICAL) -> str:
-    return provider_domain_xml(
-        name=name,
-        domain_type=domain_type,
-        vcpu=2,
-        memory_mib=2048,
-        mac_addresses=["52:54:00:0a:00:01", "52:54:00:0b:00:01"],
-        network_names=["hs-mgmt", "hs-fabric"],
-        disk_paths=[f"/var/lib/libvirt/images/{name}.qcow2"],
-        cloudinit_iso=f"/var/lib/libvirt/images/{name}-cloudinit.iso",
-        firmware="/usr/share/OVMF/OVMF_CODE_4M.fd",
-        nvram_file=f"/var/lib/libvirt/qemu/nvram/{name}_VARS.fd",
-        nvram_template="/usr/share/OVMF/OVMF_VARS_4M.fd",
-        machine=machine,
-    )
+def base_xml(name: str = "hs-base", domain_type: str = "qemu", machine: str = "q35") -> str:
+    """What the provider writes (before any xml.xslt) for a UEFI Domain with one volume disk, a cloud-init
+    disk, two network interfaces and a pty console, the shape the program declares."""
+    pool = "/var/lib/libvirt/images"
+    inputs = {
+        "name": name,
+        "type": domain_type,
+        "machine": machine,
+        "vcpu": 2,
+        "memory": 2048,
+        "cpu": {"mode": "host-passthrough"},
+        "firmware": "/usr/share/OVMF/OVMF_CODE_4M.fd",
+        "nvram": {"file": f"/var/lib/libvirt/qemu/nvram/{name}_VARS.fd", "template": "/usr/share/OVMF/OVMF_VARS_4M.fd"},
+        "disks": [{"volumeId": f"{pool}/{name}.qcow2"}],
+        "cloudinit": f"{pool}/{name}-cloudinit.iso;00000000-0000-0000-0000-000000000000",
+        "networkInterfaces": [
+            {"networkId": "mgmt", "mac": "52:54:00:0a:00:01"},
+            {"networkId": "fabric", "mac": "52:54:00:0b:00:01"},
+        ],
+        "consoles": [{"type": "pty", "targetPort": "0", "targetType": "serial"}],
+    }
+    volumes = {f"{pool}/{name}.qcow2": {"name": f"{name}.qcow2", "pool": "default", "format": "qcow2"}}
+    networks = {"mgmt": {"name": "hs-mgmt", "mode": "nat"}, "fabric": {"name": "hs-fabric", "mode": "none"}}
+    return domain_xml(inputs, volumes, networks, transform=False)
 
 
 def fixed_xml(name: str, domain_type: str = "qemu") -> str:
@@ -115,7 +126,9 @@ def test_raw_provider_xml_is_rejected_on_q35_for_the_ide_cdrom(libvirtd: Libvirt
 
 def test_raw_provider_xml_is_accepted_on_i440fx(libvirtd: Libvirtd) -> None:
     # Same XML, machine pc: nothing else in the provider's output stops libvirt.
-    rc, out = libvirtd.define(base_xml("hs-raw-pc", machine="pc-i440fx-7.2"), validate=False)
+    xml = base_xml("hs-raw-pc", machine="pc")
+    assert f'machine="{I440FX_CANONICAL}"' in xml
+    rc, out = libvirtd.define(xml, validate=False)
     assert rc == 0, out
     assert libvirtd.undefine("hs-raw-pc")[0] == 0
 
@@ -193,13 +206,31 @@ def test_outside_uri_reaches_the_same_daemon(libvirtd: Libvirtd) -> None:
     assert proc.returncode == 0, proc.stderr
 
 
+# A diskless TCG guest that sits in the firmware: enough to leave a QEMU process running.
+RUNNING_DOMAIN = """<domain type="qemu"><name>hs-left-running</name><memory unit="MiB">32</memory>
+<os><type arch="x86_64" machine="pc">hvm</type></os></domain>"""
+
+
 def test_teardown_leaves_nothing_behind() -> None:
     lv = Libvirtd()
     with lv:
         assert lv._holder is not None
         pids = [lv._holder.pid, *(p.pid for p in lv._daemons.values())]
         workdir, netns = lv.workdir, lv.netns
+        # A domain left running (a VM test that failed): QEMU lives in a mount namespace of its own, so
+        # only the network namespace tells it belongs to this instance.
+        rc, out = lv.define(RUNNING_DOMAIN, validate=False)
+        assert rc == 0, out
+        rc, out = lv.virsh("start", "hs-left-running")
+        assert rc == 0, out
+        qemu = [p for p in pids_in_netns(netns) if "qemu" in Path(f"/proc/{p}/comm").read_text()]
+        assert qemu, "no QEMU process in the instance's network namespace"
     for pid in pids:  # stop() waited for them, so not even zombies remain
         assert not Path(f"/proc/{pid}").exists()
+    # QEMU's parent, libvirtd, is gone too: init reaps it, which may take a moment on a busy machine.
+    deadline = time.monotonic() + 30
+    while any(Path(f"/proc/{p}").exists() for p in qemu) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not [p for p in qemu if Path(f"/proc/{p}").exists()], "QEMU outlived the harness"
     assert not workdir.exists()
     assert not os.path.exists(f"/run/netns/{netns}")

@@ -38,6 +38,8 @@ def test_every_script_passes_shellcheck(stack: str, tmp_path: Path) -> None:
                 paths.append(path)
     names = {p.name for p in paths}
     assert {"packages.sh", "munge.sh", "slurmd.sh", "slurmctld.sh", "membership.sh", "canary.sh"} <= names, names
+    if stack == "workstation":  # its GPUs are partitioned with MIG
+        assert {"mig.sh", "mig-gres.sh"} <= names, names
     proc = run_shellcheck(paths)
     assert proc.returncode == 0, proc.stdout + proc.stderr
 

@@ -23,7 +23,13 @@ import yaml
 
 from config.topology import plan_nodes
 from hyperscaler.plan import PlanResult, run_plan
-from render.slurm import render_cgroup_conf, render_gres_conf, render_slurm_conf
+from render.slurm import (
+    GRES_NODE_FILE,
+    render_cgroup_conf,
+    render_controller_gres_node_file,
+    render_gres_conf,
+    render_slurm_conf,
+)
 from tests.integration.harness.nodes import Cluster
 from tests.integration.harness.slurmctld_check import check_slurm_conf
 from tests.integration.replay import Ran, give_nodes_their_host_keys, host_keys, replay, snapshot
@@ -223,10 +229,14 @@ def test_drain_before_removal_then_back(proof: Proof) -> None:
 def test_committed_stacks_boot_a_real_slurmctld(stack: str) -> None:
     spec = loaded(stack).spec
     nodes = plan_nodes(spec)
-    result = check_slurm_conf(
-        render_slurm_conf(spec, nodes),
-        {"gres.conf": render_gres_conf(spec, nodes), "cgroup.conf": render_cgroup_conf(spec.slurm.cgroup_plugin)},
-    )
+    gres = render_gres_conf(spec, nodes)
+    extra = {"cgroup.conf": render_cgroup_conf(spec.slurm.cgroup_plugin)}
+    if f"Include {GRES_NODE_FILE}" in gres:
+        # slurmctld parses the included file too: the validator keeps its files beside slurm.conf, so the
+        # include points there, at what the controller gets (an absolute path would be the host's own)
+        gres = gres.replace(f"Include {GRES_NODE_FILE}", "Include node.conf")
+        extra["node.conf"] = render_controller_gres_node_file()
+    result = check_slurm_conf(render_slurm_conf(spec, nodes), {"gres.conf": gres, **extra})
     assert result.ok, result.log[-3000:]
 
 

@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from config.models.storage import AptRepository
+from config.models.repository import AptRepository
 from config.packages import NodePackages
 from hyperscaler.mocks import Registration
 from hyperscaler.plan import PlanResult, run_plan

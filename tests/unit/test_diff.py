@@ -120,3 +120,44 @@ def test_switching_on_metadata_mirroring_is_marked_irreversible(tmp_path: Path) 
     back, _ = diff_report(on, off)
     assert "IRREVERSIBLE" not in back
     assert "NOT APPLIED: storage.beegfs.mirror_metadata cannot be switched off" in back
+
+
+def test_a_mig_layout_change_says_what_happens_on_the_nodes(tmp_path: Path) -> None:
+    doc = yaml.safe_load((ROOT / "Pulumi.workstation.yaml").read_text())
+    old = tmp_path / "a" / "Pulumi.workstation.yaml"
+    old.parent.mkdir()
+    old.write_text(yaml.safe_dump(doc))
+    doc["config"]["hyperscaler:cluster"]["mig"] = {"layouts": [{"group": "gpu", "profiles": {"1g.10gb": 7}}]}
+    new = tmp_path / "b" / "Pulumi.workstation.yaml"
+    new.parent.mkdir()
+    new.write_text(yaml.safe_dump(doc))
+    report, worst = diff_report(old, new)
+    assert worst is Impact.RESTART
+    assert "MIG (on the nodes, in this order):" in report
+    assert (
+        "gpu-01, gpu-02: drained (its jobs are waited for, up to slurm.drain_timeout_s); from NVIDIA H100 80GB as "
+        "1 x 3g.40gb, 1 x 2g.20gb, 2 x 1g.10gb per GPU to NVIDIA H100 80GB as 7 x 1g.10gb per GPU; slurmd restarts "
+        "with the new devices and the node returns to service; no reboot"
+    ) in report
+    assert "no VM is replaced" in report
+    diff = changes(old, new)
+    assert not any(t for t in diff if "domain" in t or "disk" in t or "cloudinit" in t), diff
+    assert diff.get("workstation-slurm-gpu-01-mig") == "replace"
+
+
+def test_an_ampere_mode_change_says_the_vm_reboots() -> None:
+    from config import StackInputs, build_spec
+    from config.mig import mig_effects
+
+    key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIEWwoQJm5BAL1DlfU575U2gWJDQ8/y+UHR9nMWDIG8eR t"
+    raw = {"preset": "cluster", "name": "c", "ssh": {"public_keys": [key]}}
+    before = build_spec(StackInputs("a", raw)).spec
+    after = build_spec(
+        StackInputs("b", {**raw, "mig": {"layouts": [{"group": "gpu", "profiles": {"1g.10gb": 7}}]}})
+    ).spec
+    effects = mig_effects(before, after)
+    assert effects[0].startswith("gpu-01, gpu-02, gpu-03, gpu-04: drained")
+    assert (
+        "the MIG mode changes and this GPU needs a reset, which passthrough does not allow: the VM reboots once"
+        in (effects[0])
+    )

@@ -32,10 +32,13 @@ def test_stack_plans(stack: str, tmp_path: Path) -> None:
     names = {r["name"] for r in resources}
     assert len(names) == len(resources), "resource names must be unique"
     outputs = json.loads((tmp_path / "outputs.json").read_text())
-    assert set(outputs) == {"controller_address", "nodes", "canary", "known_hosts"}
+    monitored = {"monitoring"} if result.stack.spec.monitoring.enabled else set()
+    expected = {"controller_address", "nodes", "canary", "known_hosts", "time_to_first_job_seconds", *monitored}
+    assert set(outputs) == expected
     hosts = outputs["known_hosts"].splitlines()
     assert len(hosts) == len(outputs["nodes"]) and all(" ssh-ed25519 AAAA" in line for line in hosts)
     assert outputs["canary"] == {"status": "not run yet"}  # mocks run no command
+    assert outputs["time_to_first_job_seconds"] is None
     for node, info in outputs["nodes"].items():
         seed = tmp_path / node / "var/lib/cloud/seed/nocloud"
         user_data = (seed / "user-data").read_text()
@@ -43,6 +46,18 @@ def test_stack_plans(stack: str, tmp_path: Path) -> None:
         assert yaml.safe_load(user_data)["hostname"] == node
         assert (tmp_path / node / "etc/hosts").read_text().count("\n") > 3
         assert info["ssh"].endswith(f"@{info['management_address']}")
+    controller = outputs["controller_address"]
+    for ui in outputs.get("monitoring", {}).values():
+        # a URL on the admin's own machine, and the tunnel that carries it to the controller's loopback
+        port = ui["url"].removeprefix("http://localhost:").rstrip("/")
+        assert ui["ssh_tunnel"].startswith(f"ssh -N -L {port}:127.0.0.1:{port} ")
+        assert ui["ssh_tunnel"].endswith(f"@{controller}")
+
+
+def test_a_plan_exports_only_its_own_outputs() -> None:
+    """Two plans in one process: the second sees none of the first's outputs (here, `monitoring`)."""
+    assert "monitoring" in run_plan(ROOT / "Pulumi.workstation.yaml").outputs
+    assert "monitoring" not in run_plan(ROOT / "Pulumi.dev.yaml").outputs
 
 
 def test_dev_plan_tree_lists_every_piece() -> None:

@@ -10,8 +10,19 @@ from lxml import etree
 
 from config.topology import plan_nodes
 from render.cloudinit import render_meta_data, render_network_config, render_user_data
-from render.common import content_hash, key_values
+from render.common import RenderedFile, content_hash, key_values
 from render.domain_xslt import DomainTuning, render_domain_xslt
+from render.grafana import dcgm_counters_file, grafana_files
+from render.monitoring import (
+    ALERTMANAGER_YML,
+    PROMETHEUS_YML,
+    RULES_FILE,
+    dcgm_targets,
+    node_targets,
+    render_alertmanager_yml,
+    render_prometheus_yml,
+    render_rules,
+)
 from render.names import render_hosts_file
 from render.network_xslt import render_network_xslt
 from render.placement import plan_placement
@@ -106,3 +117,21 @@ def test_key_values_formats_scalars() -> None:
 def test_content_hash_separates_fields() -> None:
     assert content_hash("ab", "c") != content_hash("a", "bc")
     assert content_hash("x") == content_hash("x")
+
+
+@pytest.mark.parametrize("stack", [s for s in STACKS if loaded(s).spec.monitoring.enabled])
+def test_monitoring_files_match_golden(stack: str, golden: Callable[[str, str], None]) -> None:
+    """Every monitoring file the controller and GPU nodes get, dashboards included (grafana-foundation-sdk
+    output: review a diff after upgrading it)."""
+    spec = loaded(stack).spec
+    nodes = plan_nodes(spec)
+    files = [
+        RenderedFile(PROMETHEUS_YML, render_prometheus_yml(spec)),
+        RenderedFile(RULES_FILE, render_rules(spec)),
+        RenderedFile(ALERTMANAGER_YML, render_alertmanager_yml(spec)),
+        *grafana_files(spec),
+        dcgm_counters_file(),
+        *(t for n in nodes for t in (node_targets(n), dcgm_targets(n)) if t is not None),
+    ]
+    for file in files:
+        golden(f"{stack}/monitoring{file.path}", file.content)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
@@ -47,7 +49,11 @@ def test_node_lines_follow_vm_size_and_topology() -> None:
     line = next(x for x in conf.splitlines() if x.startswith("NodeName="))
     assert line.startswith("NodeName=gpu-[01-02] NodeAddr=10.77.0.100,10.77.0.101 CPUs=12 ")
     assert "SocketsPerBoard=1 CoresPerSocket=6 ThreadsPerCore=2" in line
-    assert f"RealMemory={49152 - 1024}" in line and "Gres=gpu:h100:1" in line and "Features=gpu,h100" in line
+    assert (
+        f"RealMemory={49152 - 1024}" in line
+        and "Gres=gpu:3g.40gb:1,gpu:2g.20gb:1,gpu:1g.10gb:2" in line
+        and "Features=gpu,h100" in line
+    )
 
 
 def test_required_plugins_and_no_obsolete_keys() -> None:
@@ -98,8 +104,8 @@ def test_accounting_off_has_no_slurmdbd() -> None:
 
 
 def test_gres_conf_lists_device_files() -> None:
-    spec = loaded("workstation").spec
-    assert "NodeName=gpu-[01-02] Name=gpu Type=h100 File=/dev/nvidia0" in render_gres_conf(spec, plan_nodes(spec))
+    spec = loaded("cluster").spec
+    assert "NodeName=gpu-[01-04] Name=gpu Type=a100 File=/dev/nvidia0" in render_gres_conf(spec, plan_nodes(spec))
     two = spec_with(
         hosts=[
             {
@@ -263,3 +269,21 @@ def test_time_seconds(value: str, seconds: int | None) -> None:
     assert time_seconds(value) == seconds
     assert is_time(value) is (value != "2 days")
     assert not is_time("24855-03:13:09") and is_time("24855-03:13:08") and time_seconds("24855-03:13:08") == 2**31 - 60
+
+
+def test_configless_slurmd_can_start_under_debians_unit() -> None:
+    """Debian's slurmd.service refuses to start without /etc/slurm/slurm.conf, which a configless node never
+    has; the slurmd step resets that condition with a drop-in (found by the engine-driven VM tier, where
+    systemd silently skipped the start)."""
+    unit = Path("/lib/systemd/system/slurmd.service")
+    assert unit.is_file(), "Debian's slurmd package is missing (packages.apt; make deps installs it)"
+    assert "ConditionPathExists=/etc/slurm/slurm.conf" in unit.read_text().splitlines()
+    spec = loaded("dev").spec
+    nodes = plan_nodes(spec)
+    step = next(s for n in slurm_plan(spec, nodes) for s in n.steps if s.name == "slurmd")
+    script = step.script.content
+    dropin = re.search(r'wanted_unit="(.*?)"\n', script, re.DOTALL)
+    assert dropin is not None and "/etc/systemd/system/slurmd.service.d/" in script
+    lines = dropin.group(1).splitlines()
+    assert lines[1:] == ["[Unit]", "ConditionPathExists="], lines
+    assert script.index("systemctl daemon-reload") < script.index("svc_start slurmd")

@@ -7,6 +7,10 @@
 
     check_slurm_conf(text, {"gres.conf": ...}).ok     # boots a real slurmctld in throwaway namespaces
 
+    Cluster(2, names=["ctl", "gpu-01"], fake_gpus={"gpu-01": 1}, fake_nvidia={"gpu-01": "0x233010DE"})
+                                                      # gpu-01 gets /dev/nvidia0 and, with fake_nvidia,
+                                                      # stand-ins for the NVIDIA driver (fake_nvidia.py)
+
 Fixtures for conftest/test modules live in `fixtures` (cluster_fixture, slurm_cluster, harness_rootfs).
 Needs root; missing tools raise HarnessError so tests fail instead of skipping.
 """

@@ -47,6 +47,7 @@ from pathlib import Path
 from types import FrameType, TracebackType
 from typing import Any
 
+from . import fake_nvidia
 from ._util import (
     CLEAN_ENV,
     HarnessError,
@@ -96,6 +97,18 @@ PINNED_SSH_OPTIONS = (
 )  # fmt: skip
 _NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,30}$")
 _PREFIX_RE = re.compile(r"^[a-z]{1,5}$")
+
+
+def _free_char_major() -> int:
+    """A character major no driver of this host uses (240-244: "local/experimental use" in the kernel's
+    devices.txt, below where dynamic majors are handed out), so a fake device node opens nothing real."""
+    text = Path("/proc/devices").read_text()
+    chars = text.split("Block devices:")[0]
+    used = {int(line.split()[0]) for line in chars.splitlines() if line.strip()[:1].isdigit()}
+    free = [m for m in range(240, 245) if m not in used]
+    if not free:
+        raise HarnessError("no free character major in 240-244 for the fake /dev/nvidia-caps nodes")
+    return free[0]
 
 
 class NodeCommandError(subprocess.CalledProcessError):
@@ -287,6 +300,7 @@ class Cluster:
         tmp_root: Path | None = None,
         authorized_keys: Sequence[str] = (),
         fake_gpus: Mapping[str, int] | None = None,
+        fake_nvidia: Mapping[str, str] | None = None,
         disks: Mapping[str, Mapping[str, int]] | None = None,
         host_netns: str | None = None,
         _legacy_bridge: bool = False,
@@ -321,6 +335,12 @@ class Cluster:
         self._tmp_root = tmp_root if tmp_root is not None else _default_tmp_root()
         self._extra_keys = [k.strip() for k in authorized_keys]
         self._fake_gpus = dict(fake_gpus or {})
+        # node -> PCI device ID ("0x233010DE") of its fake GPUs, for nodes that also get the stand-ins for the
+        # NVIDIA driver's interface (harness/fake_nvidia.py): /dev/nvidia-caps, /proc/driver files, tools.
+        self._fake_nvidia = dict(fake_nvidia or {})
+        if set(self._fake_nvidia) - set(self._fake_gpus):
+            raise ValueError("fake_nvidia names nodes without fake_gpus")
+        self._caps_major = 0
         # node -> {path inside the node's /dev, e.g. "disk/by-id/virtio-hs-state": size in MiB}
         self._disks = {node: dict(d) for node, d in (disks or {}).items()}
         self._loops: dict[str, dict[str, str]] = {}  # node -> {path in /dev: host loop device}
@@ -499,6 +519,34 @@ class Cluster:
         auth.chmod(0o600)
         key = upper / "etc/ssh/ssh_host_ed25519_key"
         run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", f"root@{node.name}", "-f", str(key)])
+        if node.name in self._fake_nvidia:
+            self._install_fake_nvidia(node)
+
+    def _fake_gpu_buses(self, node: Node) -> list[tuple[str, int]]:
+        return [(f"0000:{0x41 + i:02x}:00.0", i) for i in range(self._fake_gpus[node.name])]
+
+    def _install_fake_nvidia(self, node: Node) -> None:
+        """The stand-in tools and their state in the upper layer; the /proc/driver files beside it (copied
+        onto a tmpfs over /proc/driver at launch)."""
+        if not self._caps_major:
+            self._caps_major = _free_char_major()
+        upper = node.upper
+        lib = upper / "usr/local/lib/hyperscaler-test"
+        lib.mkdir(parents=True)
+        program = lib / "fake_nvidia.py"
+        shutil.copy(Path(fake_nvidia.__file__), program)
+        program.chmod(0o755)
+        (upper / "usr/local/bin").mkdir(parents=True, exist_ok=True)
+        for tool in ("nvidia-smi", "nvidia-mig-parted", "nvidia-modprobe"):
+            (upper / "usr/local/bin" / tool).symlink_to("/usr/local/lib/hyperscaler-test/fake_nvidia.py")
+        buses = self._fake_gpu_buses(node)
+        state = fake_nvidia.initial_state(buses, self._fake_nvidia[node.name], self._caps_major)
+        (upper / "var/lib/fake-nvidia").mkdir(parents=True)
+        (upper / "var/lib/fake-nvidia/state.json").write_text(json.dumps(state, indent=1))
+        for rel, text in fake_nvidia.render_proc_files(buses).items():
+            target = node.workdir / "proc-driver" / rel
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(text)
 
     def _mkdirs_like_lower(self, upper: Path, rel: str) -> None:
         # A plain upper directory merges with the lower one but its mode/owner win: copy them.
@@ -607,6 +655,13 @@ exec chroot {merged} /usr/sbin/sshd -D -e -o ListenAddress={node.address} \\
             f"ln -s /proc/self/fd/2 {merged}/dev/stderr",
         ]
         lines += [f"mknod -m 666 {merged}/dev/nvidia{i} c 195 {i}" for i in range(count)]
+        if node.name in self._fake_nvidia:
+            proc = shlex.quote(str(node.workdir / "proc-driver"))
+            lines += [
+                f"mkdir -m 755 {merged}/dev/nvidia-caps",
+                f"mount -t tmpfs -o mode=755,size=1m tmpfs {merged}/proc/driver",
+                f"cp -r {proc}/. {merged}/proc/driver/",
+            ]
         for rel, loop in sorted(loops.items()):
             target = f"{merged}/dev/{rel}"
             lines += [f"mkdir -p $(dirname {target})", f"touch {target}", f"mount --bind {loop} {target}"]
