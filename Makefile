@@ -56,8 +56,8 @@ e2e: engine
 	HYPERSCALER_ENGINE_CACHE=$(ENGINE_CACHE) $(PY) -m pytest -q -m e2e tests/e2e
 
 # `pulumi up` of the program's own VMs under TCG on a namespaced libvirtd, through the provider doubles,
-# then a SLURM change, a replacement and a destroy: about 12 minutes warm on 2 cores, plus the cached image the
-# first time.
+# then a SLURM change, a replacement and a destroy: about 12 minutes warm on 2 cores, plus the first time the
+# offline base and the Packer build of the compute image it boots (docs/testing.md, "Base images").
 vm: setup deps engine
 	HYPERSCALER_ENGINE_CACHE=$(ENGINE_CACHE) $(PY) -m pytest -q -m vm tests/vm
 
@@ -69,7 +69,7 @@ test: setup deps lint engine
 # Role images built with Packer, and OUT/manifest.json for a stack's `images:` (docs/images.md). With
 # BASE=<path, https:// URL or s3://bucket/key> and BASE_SHA256=<hex>, on your pinned base (a Debian cloud
 # image); without BASE, on the offline debootstrap base the tests use (booted with direct kernel boot).
-# ACCEL=kvm on a workstation; TCG works everywhere, slower (about 4 minutes per role on 2 busy cores).
+# ACCEL=kvm on a workstation; TCG works everywhere, slower (2-4.5 minutes per role on 2 cores, docs/images.md).
 IMAGES_OUT ?= /var/lib/hyperscaler/images
 ACCEL ?= tcg
 ROLES ?= compute controller storage
