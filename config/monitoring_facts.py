@@ -18,6 +18,14 @@ CONTROLLER_PORTS = (22, 53, 3306, 6817, 6818, 6819, PROMETHEUS_PORT, ALERTMANAGE
 PROMETHEUS_ETC = "/etc/prometheus"
 TEXTFILE_DIR = "/var/lib/prometheus/node-exporter"
 
+# The systemd units that serve the shared file system, per storage backend (nfs-kernel-server's unit, and
+# the units of ThinkParQ's packages). node-exporter's systemd collector, on in Debian's package, reports
+# their state wherever they are installed; SharedStorageServiceDown fires when one is not active.
+STORAGE_SERVICE_UNITS: dict[str, tuple[str, ...]] = {
+    "nfs": ("nfs-server.service",),
+    "beegfs": ("beegfs-client.service", "beegfs-meta.service", "beegfs-mgmtd.service", "beegfs-storage.service"),
+}
+
 # Images of the containers pulumi-docker is to run (issue 11). The dashboards are generated with the
 # grafana-foundation-sdk release for the same Grafana minor version (requirements.txt).
 GRAFANA_IMAGE = "docker.io/grafana/grafana-oss:11.6.0"

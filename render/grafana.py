@@ -32,7 +32,7 @@ from render.monitoring import (
     Endpoint,
     duration,
     endpoint,
-    uses_beegfs,
+    storage_units,
     yaml_file,
 )
 from render.volumes import STATE_MOUNT
@@ -280,12 +280,9 @@ def storage_dashboard(spec: ClusterSpec) -> str:
             _query(f"sum by (node) (rate(node_disk_written_bytes_total[{rate}]))", "{{node}} written", "B"),
         ),
     ]
-    if uses_beegfs(spec):
-        panels.append(
-            _timeseries(
-                "BeeGFS targets reachable", "short", _query("beegfs_target_reachable", "{{node_type}} {{target_id}}")
-            )
-        )
+    units = storage_units(spec)
+    if units:
+        panels.append(_timeseries("Shared storage services active", "short", _query(units, "{{node}} {{name}}")))
     return _board("hyperscaler-storage", "Storage", "Local and shared filesystems, disk throughput.", panels)
 
 

@@ -8,6 +8,7 @@ docs/monitoring.md explains every alert; each rule's `runbook` annotation points
 from __future__ import annotations
 
 import json
+import re
 import shlex
 from dataclasses import dataclass
 from typing import Any
@@ -19,6 +20,7 @@ from config.monitoring_facts import (
     NODE_EXPORTER_PORT,
     PROMETHEUS_ETC,
     PROMETHEUS_PORT,
+    STORAGE_SERVICE_UNITS,
     TEXTFILE_DIR,
 )
 from config.topology import NodePlan
@@ -190,25 +192,29 @@ def alert_groups(spec: ClusterSpec) -> list[dict[str, Any]]:
         {"name": "gpus", "rules": gpus},
         {"name": "slurm", "rules": slurm},
     ]
-    if uses_beegfs(spec):
-        # No exporter exists for BeeGFS and no collector writes this metric yet: the rule is written against
-        # the contract in docs/monitoring.md (BeegfsTargetOffline): beegfs_target_reachable{target_id,
-        # node_type} 1 or 0.
+    units = storage_units(spec)
+    if units:
         storage = [
             _alert(
-                "BeegfsTargetOffline",
-                "beegfs_target_reachable == 0",
+                "SharedStorageServiceDown",
+                f"{units} == 0",
                 wait,
                 "critical",
-                "BeeGFS {{ $labels.node_type }} target {{ $labels.target_id }} is offline",
+                "{{ $labels.name }} on {{ $labels.node }} is not running: the shared file system is degraded",
             )
         ]
         groups.append({"name": "storage", "rules": storage})
     return groups
 
 
-def uses_beegfs(spec: ClusterSpec) -> bool:
-    return spec.storage is not None and spec.storage.count > 0 and spec.storage.backend == "beegfs"
+def storage_units(spec: ClusterSpec) -> str:
+    """The series of the shared file system's services being active (1) or not (0), from node-exporter's
+    systemd collector; empty without shared storage."""
+    if spec.storage is None or not spec.storage.count:
+        return ""
+    names = "|".join(re.escape(unit) for unit in STORAGE_SERVICE_UNITS[spec.storage.backend])
+    # A raw (backquoted) PromQL string: the regex's backslashes reach RE2 as written.
+    return f'node_systemd_unit_state{{name=~`{names}`, state="active"}}'
 
 
 def render_rules(spec: ClusterSpec) -> str:

@@ -193,7 +193,7 @@ def slurm_plan(spec: ClusterSpec, nodes: list[NodePlan]) -> list[NodeSlurm]:
         Step(
             ctl.name,
             "reconfigure",
-            render_script("reconfigure", {"COMPUTE_NODES": compute_list}),
+            render_script("reconfigure", {"COMPUTE_NODES": compute_list}, includes=SLURM_INCLUDES),
             applies=conf_paths,
             after=("slurmctld", *slurmd_steps),
         )

@@ -4,7 +4,7 @@
 install -d -o slurm -g slurm -m 0755 "$STATE_SAVE" /var/log/slurm
 if svc_running slurmctld; then
   if [ "$(applied_get slurmctld)" != "$RESTART_KEY" ]; then
-    known=$(scontrol show node -o 2>/dev/null | sed -n 's/^NodeName=\([^ ]*\).*/\1/p' | sort)
+    known=$(slurm_ask scontrol show node -o | sed -n 's/^NodeName=\([^ ]*\).*/\1/p' | sort)
     # COMPUTE_NODES is a hostlist expression (cpu-[01-02]): let SLURM expand it, never split it by hand.
     wanted=$(scontrol show hostnames "$COMPUTE_NODES" | sort)
     for node in $(comm -23 <(printf '%s\n' "$known") <(printf '%s\n' "$wanted")); do
@@ -13,7 +13,7 @@ if svc_running slurmctld; then
     # A node whose MIG GRES changes is drained, and its jobs waited for, before the new counts take effect.
     for entry in $MIG_GRES; do
       for node in $(scontrol show hostnames "${entry%%=*}"); do
-        have=$(scontrol show node "$node" -o 2>/dev/null | grep -o ' Gres=[^ ]*' | cut -d= -f2- || true)
+        have=$( (slurm_ask scontrol show node "$node" -o 2>/dev/null || true) | grep -o ' Gres=[^ ]*' | cut -d= -f2- || true)
         if [ -n "$have" ] && [ "$(tr , '\n' <<<"$have" | sort)" != "$(tr , '\n' <<<"${entry#*=}" | sort)" ]; then
           log "$node: GRES $have becomes ${entry#*=}"
           drain_for_mig "$node"

@@ -127,3 +127,24 @@ def replay_change(before: list[Registration], after: list[Registration], ssh: Ss
     gone = [r for r in before if r.type == COMMAND and r.urn not in new_urns]
     deleted = replay(list(reversed(command_order(gone))), ssh, field="delete", ordered=False)
     return Change(ran, deleted)
+
+
+def gpu_proof_cluster(cluster: Cluster, name: str, count: int, **sections: object) -> dict[str, object]:
+    """The stack of the namespaced proofs: a controller at .11 and `count` GPU nodes from .12, each with 2
+    (fake) H100s of a 64 GiB hypervisor; `sections` add or override top-level sections."""
+    host_gpus = [
+        {"address": f"0000:{bus:02x}:00.0", "model": "h100-80gb", "iommu_group": bus}
+        for bus in (0x41, 0x42, 0x61, 0x62, 0x81, 0x82)
+    ]
+    return {
+        "name": name,
+        "hosts": [{"name": "hv", "cpu": {"cores_per_socket": 16}, "memory_mib": 65536, "gpus": host_gpus}],
+        "networks": {"management": {"cidr": f"{cluster.subnet}.0/24"}},
+        "ssh": {"user": "root", "public_keys": [cluster.public_key]},
+        "controller": {"vcpus": 1, "memory_mib": 2048, "address_offset": 11},
+        "compute": [
+            {"name": "gpu", "count": count, "vcpus": 2, "memory_mib": 2048, "gpus_per_node": 2, "address_offset": 12}
+        ],
+        "storage": None,
+        **sections,
+    }

@@ -34,7 +34,14 @@ from hyperscaler.mocks import Registration
 from hyperscaler.plan import PlanResult, run_plan
 from tests.integration.harness._util import CLEAN_ENV
 from tests.integration.harness.nodes import PINNED_SSH_OPTIONS, Cluster
-from tests.integration.replay import COMMAND, give_nodes_their_host_keys, host_keys, replay, replay_change
+from tests.integration.replay import (
+    COMMAND,
+    give_nodes_their_host_keys,
+    gpu_proof_cluster,
+    host_keys,
+    replay,
+    replay_change,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -46,22 +53,12 @@ T = TypeVar("T")
 
 
 def live_stack(cluster: Cluster, tmp: Path, count: int) -> Path:
-    host_gpus = [
-        {"address": f"0000:{b:02x}:00.0", "model": "h100-80gb", "iommu_group": b}
-        for b in (0x41, 0x42, 0x61, 0x62, 0x81, 0x82)
-    ]
-    cfg = {
-        "name": "mon",
-        "hosts": [{"name": "hv", "cpu": {"cores_per_socket": 16}, "memory_mib": 65536, "gpus": host_gpus}],
-        "networks": {"management": {"cidr": f"{cluster.subnet}.0/24"}},
-        "ssh": {"user": "root", "public_keys": [cluster.public_key]},
-        "controller": {"vcpus": 1, "memory_mib": 2048, "address_offset": 11},
-        "compute": [
-            {"name": "gpu", "count": count, "vcpus": 2, "memory_mib": 2048, "gpus_per_node": 2, "address_offset": 12}
-        ],
-        "storage": None,
-        "slurm": {"cgroup_plugin": "cgroup/v1"},  # this host mounts cgroup v1
-        "monitoring": {
+    cfg = gpu_proof_cluster(
+        cluster,
+        "mon",
+        count,
+        slurm={"cgroup_plugin": "cgroup/v1"},  # this host mounts cgroup v1
+        monitoring={
             "enabled": True,
             "scrape_interval_s": 2,
             "evaluation_interval_s": 1,
@@ -71,7 +68,7 @@ def live_stack(cluster: Cluster, tmp: Path, count: int) -> Path:
                 "webhook": {"url": f"http://{cluster.host_address}:{WEBHOOK_PORT}/hook"},
             },
         },
-    }
+    )
     path = tmp / "Pulumi.mon.yaml"
     path.write_text(yaml.safe_dump({"config": {"hyperscaler:cluster": cfg}}))
     return path

@@ -69,7 +69,7 @@ def with_alerts(stack: str, **alerts: object) -> ClusterSpec:
 
 
 def with_beegfs(spec: ClusterSpec) -> ClusterSpec:
-    """A stack whose shared storage is BeeGFS: its rules include BeegfsTargetOffline."""
+    """A stack whose shared storage is BeeGFS: SharedStorageServiceDown watches the BeeGFS units."""
     assert spec.storage is not None
     storage = spec.storage.model_copy(update={"backend": "beegfs", "count": max(1, spec.storage.count)})
     return spec.model_copy(update={"storage": storage})

@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -32,7 +33,7 @@ from render.slurm import (
 )
 from tests.integration.harness.nodes import Cluster
 from tests.integration.harness.slurmctld_check import check_slurm_conf
-from tests.integration.replay import Ran, give_nodes_their_host_keys, host_keys, replay, snapshot
+from tests.integration.replay import Ran, give_nodes_their_host_keys, gpu_proof_cluster, host_keys, replay, snapshot
 from tests.stacks import STACKS, loaded
 
 pytestmark = pytest.mark.integration
@@ -42,23 +43,13 @@ NAMES = ["controller", "gpu-01", "gpu-02"]
 
 def proof_stack(cluster: Cluster, tmp: Path, count: int = 2, **slurm: object) -> Path:
     """The proof cluster: a controller at .11 and `count` GPU nodes from .12, each with 2 (fake) GPUs."""
-    host_gpus = [
-        {"address": f"0000:{b:02x}:00.0", "model": "h100-80gb", "iommu_group": b}
-        for b in (0x41, 0x42, 0x61, 0x62, 0x81, 0x82)
-    ]
-    cluster_cfg = {
-        "name": "proof",
-        "hosts": [{"name": "hv", "cpu": {"cores_per_socket": 16}, "memory_mib": 65536, "gpus": host_gpus}],
-        "networks": {"management": {"cidr": f"{cluster.subnet}.0/24"}},
-        "ssh": {"user": "root", "public_keys": [cluster.public_key]},
-        "controller": {"vcpus": 1, "memory_mib": 2048, "address_offset": 11},
-        "compute": [
-            {"name": "gpu", "count": count, "vcpus": 2, "memory_mib": 2048, "gpus_per_node": 2, "address_offset": 12}
-        ],
-        "storage": None,
+    cluster_cfg = gpu_proof_cluster(
+        cluster,
+        "proof",
+        count,
         # This host mounts cgroup v1; Debian 12 guests get the default cgroup/v2.
-        "slurm": {"cgroup_plugin": "cgroup/v1", "drain_timeout_s": 20, **slurm},
-    }
+        slurm={"cgroup_plugin": "cgroup/v1", "drain_timeout_s": 20, **slurm},
+    )
     path = tmp / "Pulumi.proof.yaml"
     path.write_text(yaml.safe_dump({"config": {"hyperscaler:cluster": cluster_cfg}}))
     return path
@@ -221,6 +212,41 @@ def test_drain_before_removal_then_back(proof: Proof) -> None:
     replay([drain], proof.ssh)
     deadline = time.monotonic() + 30
     while (state := proof.on("controller", "sinfo -h -N -n gpu-02 -o '%t'").strip()) != "idle":
+        assert time.monotonic() < deadline, f"gpu-02 did not come back: {state}"
+        time.sleep(0.5)
+
+
+def test_a_drain_waits_for_a_slurmctld_that_does_not_answer(proof: Proof) -> None:
+    """slurmctld too busy to answer (here: stopped with SIGSTOP, so connections open and then time out
+    after MessageTimeout, as on an overloaded controller right after a reconfigure) while a node is
+    drained before its VM goes: the drain waits for it, then drains, instead of taking the timeout for
+    "no such node" and letting the VM go under its jobs."""
+    drain = next(r for r in proof.plan.records if r.name.endswith("-controller-member-gpu-02"))
+    timeout_s = int(proof.on("controller", "scontrol show config | awk '$1 == \"MessageTimeout\" {print $3}'"))
+    pid = proof.on("controller", "cat /run/slurmctld.pid").strip()
+    outcome: dict[str, object] = {}
+
+    def run_drain() -> None:
+        try:
+            outcome["ran"] = replay([drain], proof.ssh, field="delete")
+        except Exception as failure:  # reported below, in the test's thread
+            outcome["failure"] = failure
+
+    proof.on("controller", f"kill -STOP {pid}")
+    worker = threading.Thread(target=run_drain)
+    try:
+        worker.start()
+        time.sleep(2 * timeout_s + 5)  # every call the drain makes has timed out at least once by now
+        assert worker.is_alive(), f"the drain returned while slurmctld did not answer: {outcome}"
+    finally:
+        proof.on("controller", f"kill -CONT {pid}")
+        worker.join(timeout=180)
+    assert "failure" not in outcome and not worker.is_alive(), outcome
+    state = proof.on("controller", "sinfo -h -N -n gpu-02 -o '%t|%E'").splitlines()[0]
+    assert state.split("|")[1] == "hyperscaler: node removed or replaced", state
+    replay([drain], proof.ssh)  # and back to service
+    deadline = time.monotonic() + 30
+    while (state := proof.on("controller", "sinfo -h -N -n gpu-02 -o '%t'").split()[0]) != "idle":
         assert time.monotonic() < deadline, f"gpu-02 did not come back: {state}"
         time.sleep(0.5)
 

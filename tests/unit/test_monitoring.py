@@ -330,3 +330,22 @@ def test_the_plan_masks_the_receiver_secret_and_says_so(tmp_path: Path) -> None:
     result = run_plan(path)
     assert result.files["controller"][RECEIVER_SECRET_FILE] == SECRET_MASK
     assert "planned as masked placeholders" in summary(result)
+
+
+def test_the_storage_alert_watches_the_backends_own_units() -> None:
+    from render.monitoring import alert_groups, storage_units
+
+    def storage_rules(stack: str, **storage: object) -> list[str]:
+        spec = loaded(stack).spec
+        assert spec.storage is not None
+        spec = spec.model_copy(update={"storage": spec.storage.model_copy(update=storage)})
+        return [str(r["expr"]) for g in alert_groups(spec) if g["name"] == "storage" for r in g["rules"]]
+
+    assert storage_rules("workstation") == [
+        "node_systemd_unit_state{name=~`beegfs\\-client\\.service|beegfs\\-meta\\.service|beegfs\\-mgmtd\\.service|"
+        'beegfs\\-storage\\.service`, state="active"} == 0'
+    ]
+    assert storage_rules("workstation", backend="nfs") == [
+        'node_systemd_unit_state{name=~`nfs\\-server\\.service`, state="active"} == 0'
+    ]
+    assert storage_rules("workstation", count=0) == [] and storage_units(loaded("dev").spec)
