@@ -474,7 +474,8 @@ def run_the_tier(tier: Tier) -> None:
 
 def check_packages_came_with_the_image(tier: Tier) -> None:
     """Every node booted from the Packer-built image: its packages step (the one the image was built with)
-    found every package installed and installed nothing (what it logged is the Command's stderr)."""
+    found every package installed and installed nothing (what it logged is the Command's stderr); the
+    image itself was checked against its sha256 by the fetch Command."""
     steps = {
         r["urn"].split("::")[-1]: r["outputs"]
         for r in tier.stack.resources()
@@ -484,6 +485,10 @@ def check_packages_came_with_the_image(tier: Tier) -> None:
     for name, out in steps.items():
         assert "[packages] packages ready" in out["stderr"], (name, out["stderr"])
         assert "installing" not in out["stderr"], (name, out["stderr"])
+    # The image was checked against its pin by the program's own fetch Command (local, before the volume).
+    fetches = [r for r in tier.stack.resources() if r["type"] == "command:local:Command"]
+    assert [r["urn"].split("::")[-1] for r in fetches] == [f"{STACK}-hv-images-debian-12-fetch"], fetches
+    assert "sha256 matches" in fetches[0]["outputs"]["stderr"], fetches[0]["outputs"]
 
 
 def check_replacement(tier: Tier, steps: list[Step], domains_before: dict[str, str]) -> None:
