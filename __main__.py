@@ -40,3 +40,6 @@ pulumi.export("known_hosts", cluster.known_hosts)
 if cluster.monitoring is not None:
     # Each web UI's URL and the SSH tunnel that reaches it; no secret in either.
     pulumi.export("monitoring", cluster.monitoring.endpoints)
+if cluster.containers is not None and cluster.containers.registry is not None:
+    # host:port of the cluster registry: `docker push <registry>/team/app:1` on the controller.
+    pulumi.export("registry", cluster.containers.registry)

@@ -9,6 +9,7 @@ from typing import Any
 import pulumi
 import pulumi_libvirt as libvirt
 
+from components.containers import Containers, ContainersArgs
 from components.dns import ClusterDns, ClusterDnsArgs
 from components.identity import token, with_aliases
 from components.images import ImageStore, ImageStoreArgs, S3Credentials
@@ -132,6 +133,24 @@ class HpcCluster(pulumi.ComponentResource):
                 f"{name}-monitoring", MonitoringArgs(spec, plans, access, args.alert_receiver_secret), self._child()
             )
 
+        self.containers: Containers | None = None
+        if spec.containers.enabled:
+            mon = self.monitoring
+            self.containers = Containers(
+                f"{name}-containers",
+                ContainersArgs(
+                    spec,
+                    plans,
+                    access,
+                    {p.name: self.nodes[p.name].host_key for p in plans},
+                    self.slurm.steps,
+                    grafana_files=tuple(mon.grafana_files) if mon else (),
+                    dcgm_files=dict(mon.dcgm_files) if mon else None,
+                    monitoring=mon is not None,
+                ),
+                self._child(),
+            )
+
         self.summary = {
             plan.name: {
                 "role": plan.role.value,
@@ -154,5 +173,6 @@ class HpcCluster(pulumi.ComponentResource):
                 "canary": self.slurm.canary,
                 "known_hosts": self.known_hosts,
                 "monitoring": self.monitoring.endpoints if self.monitoring else None,
+                "registry": self.containers.registry if self.containers else None,
             }
         )

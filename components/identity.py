@@ -40,6 +40,7 @@ TYPES: dict[str, ComponentType] = {
         "BeegfsServices",
         "SlurmCluster",
         "Monitoring",
+        "Containers",
     )
 }
 

@@ -21,7 +21,7 @@ from config.models import ClusterSpec
 from config.monitoring_facts import ALERTMANAGER_PORT, NODE_EXPORTER_PORT, PROMETHEUS_PORT, TEXTFILE_DIR
 from config.topology import NodePlan
 from render.common import RenderedFile, content_hash
-from render.grafana import admin_password_file, dcgm_counters_file, grafana_files
+from render.grafana import admin_password_file, dcgm_counters_file, grafana_endpoint, grafana_files
 from render.monitoring import (
     ALERTMANAGER_DATA,
     ALERTMANAGER_YML,
@@ -194,4 +194,6 @@ class Monitoring(pulumi.ComponentResource):
         self.dcgm_files = {n.name: push(_slug(counters.path), counters, node=n.name) for n in nodes if n.gpus}
 
         self.endpoints = {key: e.as_output() for key, e in endpoints(spec, ctl).items()}
+        if spec.containers.enabled:  # Grafana runs as a container (components/containers.py)
+            self.endpoints["grafana"] = grafana_endpoint(spec, ctl).as_output()
         self.register_outputs({"endpoints": self.endpoints})

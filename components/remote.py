@@ -86,7 +86,7 @@ def node_access(spec: ClusterSpec, node: NodePlan, vm: Node, private_key: pulumi
 
 def file_slug(path: str) -> str:
     """A resource name part for the file at `path`: /etc/beegfs/conn.auth -> etc-beegfs-conn-auth."""
-    return path.strip("/").replace("/", "-").replace(".", "-")
+    return path.strip("/").replace("/", "-").replace(".", "-").replace(":", "-")
 
 
 def push_file(

@@ -36,6 +36,7 @@ class SlurmClusterArgs:
 
 class SlurmCluster(pulumi.ComponentResource):
     canary: pulumi.Output[object] | None
+    steps: dict[str, remote.Command]  # "node:step" -> its Command, for what must follow a step (MIG)
 
     def __init__(self, name: str, args: SlurmClusterArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__(token("SlurmCluster"), name, None, with_aliases("SlurmCluster", opts))
@@ -108,6 +109,7 @@ class SlurmCluster(pulumi.ComponentResource):
         for step in ordered_steps(plan):
             steps[step.key] = script_step(step)
 
+        self.steps = steps
         canary = steps.get(f"{controller(nodes).name}:canary")
         self.canary = canary.stdout.apply(_parse_canary) if canary is not None else None
         self.register_outputs({"canary": self.canary})

@@ -8,6 +8,7 @@ from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator
 
 from config.catalog import CATALOG
+from config.checks_containers import CONTAINER_CHECKS
 from config.checks_gpu import GPU_CHECKS
 from config.checks_mig import MIG_CHECKS
 from config.checks_monitoring import MONITORING_CHECKS
@@ -15,7 +16,6 @@ from config.findings import Finding, Severity, brief
 from config.images import image_virtual_size_gib
 from config.models import ClusterSpec
 from config.models.nodes import VmSpec
-from config.models.services import Containers
 from config.models.storage import MIN_TARGET_GIB
 from config.slurm_facts import (
     MAX_JOB_ID,
@@ -644,24 +644,6 @@ def shared_storage(spec: ClusterSpec, nodes: list[NodePlan]) -> Iterator[Finding
             yield Finding(f"{where}.mirrored", "mirrored files need buddy mirror groups", hint)
 
 
-# Sections whose software is not configured yet: refused unless left at their defaults, so that no stack
-# file believes it turned something on (README and docs/ list what is built).
-NOT_BUILT: dict[str, tuple[type, str]] = {
-    "containers": (Containers, "container runtimes (Enroot, Pyxis, Docker, Apptainer)"),
-}
-
-
-def sections_not_built(spec: ClusterSpec, nodes: list[NodePlan]) -> Iterator[Finding]:
-    for section, (model, what) in NOT_BUILT.items():
-        if getattr(spec, section) != model():
-            yield Finding(
-                section,
-                f"the {section} section is not built yet: hyperscaler does not configure {what}, so these settings "
-                "would do nothing",
-                f"remove `{section}:` from the stack file (and from any preset override)",
-            )
-
-
 CHECKS: tuple[Check, ...] = (
     unique_names,
     hosts_exist,
@@ -676,10 +658,10 @@ CHECKS: tuple[Check, ...] = (
     shared_storage,
     slurm_options,
     memory_for_slurm,
-    sections_not_built,
     *GPU_CHECKS,
     *MIG_CHECKS,
     *MONITORING_CHECKS,
+    *CONTAINER_CHECKS,
 )
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from config.container_facts import docker_node, registry_on
 from config.mig import node_mig
 from config.models import ClusterSpec
 from config.models.repository import AptRepository
@@ -32,6 +33,11 @@ NFS_CLIENT_PACKAGES = ("nfs-common",)
 # What the node needs to add a signed third-party repository (gpg to check the key's fingerprint).
 REPOSITORY_TOOLS = ("ca-certificates", "curl", "gpg")
 BEEGFS_VOLUME_TOOLS = ("xfsprogs",)  # storage targets are XFS, as BeeGFS recommends
+# containers.enabled: Docker Engine (Debian's docker.io) where config/container_facts.py puts it, and
+# Debian's docker-registry on the controller; the NVIDIA toolkit, Enroot, Pyxis and Apptainer come from
+# the repositories of the containers section, in their own steps.
+DOCKER_PACKAGES = ("docker.io",)
+REGISTRY_PACKAGES = ("docker-registry",)
 # From ThinkParQ's repository (docs/storage.md cites the package names per release).
 BEEGFS_SERVER = {"8": ("beegfs-meta", "beegfs-storage"), "7.4": ("beegfs-meta", "beegfs-storage")}
 BEEGFS_MGMTD = {"8": ("beegfs-mgmtd", "beegfs-tools"), "7.4": ("beegfs-mgmtd", "beegfs-utils")}
@@ -64,6 +70,10 @@ def packages_for(spec: ClusterSpec, node: NodePlan, mgmtd: NodePlan | None = Non
         wanted.update(DNS_PACKAGES)
     if node_mig(spec, node) is not None:
         wanted.update(REPOSITORY_TOOLS)
+    if docker_node(spec, node):
+        wanted.update(DOCKER_PACKAGES)
+    if node.role is Role.CONTROLLER and registry_on(spec):
+        wanted.update(REGISTRY_PACKAGES)
     if spec.monitoring.enabled:
         wanted.update(MONITORING_NODE_PACKAGES)
         if node.role is Role.CONTROLLER:
@@ -97,8 +107,10 @@ _ROLE_IMAGE_EXTRAS: dict[Role, tuple[tuple[str, ...], ...]] = {
         REPOSITORY_TOOLS,
         MONITORING_CONTROLLER_PACKAGES,
         MONITORING_NODE_PACKAGES,
+        DOCKER_PACKAGES,
+        REGISTRY_PACKAGES,
     ),
-    Role.COMPUTE: (NFS_CLIENT_PACKAGES, REPOSITORY_TOOLS, MONITORING_NODE_PACKAGES),
+    Role.COMPUTE: (NFS_CLIENT_PACKAGES, REPOSITORY_TOOLS, MONITORING_NODE_PACKAGES, DOCKER_PACKAGES),
     Role.STORAGE: (NFS_SERVER_PACKAGES, BEEGFS_VOLUME_TOOLS, REPOSITORY_TOOLS, MONITORING_NODE_PACKAGES),
 }
 

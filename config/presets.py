@@ -65,6 +65,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         # Per H100: 3g at slices 4-7, 2g at 0-1, the two 1g at 2 and 3 (docs/mig.md).
         "mig": {"layouts": [{"group": "gpu", "profiles": {"3g.40gb": 1, "2g.20gb": 1, "1g.10gb": 2}}]},
         "monitoring": {"enabled": True},
+        "containers": {"enabled": True},
     },
     # Three hypervisors on a shared L2 (host bridges): services on hv1, CPU nodes on hv2, GPU nodes on hv3; monitored.
     "cluster": {
@@ -116,6 +117,7 @@ PRESETS: dict[str, dict[str, Any]] = {
             },
         ],
         "monitoring": {"enabled": True},
+        "containers": {"enabled": True},
     },
 }
 

@@ -341,3 +341,45 @@ HttpsUrl = Annotated[str, AfterValidator(_https_url)]
 Fingerprint = Annotated[str, AfterValidator(_fingerprint)]  # normalised: 40 upper-case hex digits
 AptWord = Annotated[str, AfterValidator(_apt_word)]
 DebPackage = Annotated[str, AfterValidator(_deb_package)]
+
+
+# --- containers (config/models/containers.py) ---
+# A container image reference pinned to one image: registry/path:tag with an exact tag (never `latest`),
+# or @sha256:<64 hex>. A moving tag would let the same stack run different software on different days.
+_IMAGE_RE = re.compile(
+    r"^(?P<name>[a-z0-9]+([._-][a-z0-9]+)*(:[0-9]{1,5})?(/[a-z0-9]+([._-][a-z0-9]+)*)*)"
+    r"(?::(?P<tag>[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}))?(?:@(?P<digest>sha256:[0-9a-f]{64}))?$"
+)
+_UNIX_USER_RE = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
+# Enroot's paths may use its shell expansions ($(id -u), ${XDG_RUNTIME_DIR}); quotes, ';', '`' and newlines
+# never belong in one.
+_ABS_PATH_RE = re.compile(r"^/[A-Za-z0-9._/${}() -]*$")
+
+
+def pinned_image(value: str) -> str:
+    m = _IMAGE_RE.match(value)
+    if not m:
+        raise ValueError(f"{brief(value)} is not a container image reference such as registry.example.com/team/app:1.2")
+    tag, digest = m.group("tag"), m.group("digest")
+    if digest is None and (tag is None or tag == "latest"):
+        raise ValueError(
+            f"{brief(value)} is not pinned: give an exact tag (not latest), e.g. :11.6.0, or a digest @sha256:..."
+        )
+    return value
+
+
+def _unix_user(value: str) -> str:
+    if not _UNIX_USER_RE.match(value):
+        raise ValueError(f"{brief(value)} is not a user name: 1-32 lowercase letters, digits, '_' and '-'")
+    return value
+
+
+def _abs_path(value: str) -> str:
+    if not _ABS_PATH_RE.match(value) or "/../" in f"{value}/" or "//" in value:
+        raise ValueError(f"{brief(value)} is not an absolute path without quotes, ';', '`' or '..'")
+    return value
+
+
+PinnedImage = Annotated[str, AfterValidator(pinned_image)]
+UnixUser = Annotated[str, AfterValidator(_unix_user)]
+AbsPath = Annotated[str, AfterValidator(_abs_path)]

@@ -149,6 +149,12 @@ class HyperscalerMocks(pulumi.runtime.Mocks):
             raw = _bytes_for(name, int(inputs.get("length", 16)))
             state.update(result="".join(alphabet[b % len(alphabet)] for b in raw))
             return _uid(typ, name), state
+        if typ == "docker:index/remoteImage:RemoteImage":
+            # As the provider answers: the image's ID (its config digest) and the digest it was pulled by.
+            digest = hashlib.sha256(str(inputs.get("name", name)).encode()).hexdigest()
+            ref = str(inputs.get("name", name)).split("@")[0].rsplit(":", 1)[0]
+            state.update(imageId=f"sha256:{digest}", repoDigest=f"{ref}@sha256:{digest}")
+            return f"sha256:{digest}{inputs.get('name', name)}", state
         if typ in ("command:remote:Command", "command:local:Command"):
             state.update(stdout="", stderr="")
             return _uid(typ, name), state

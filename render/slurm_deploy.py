@@ -15,6 +15,7 @@ from config.models import ClusterSpec
 from config.monitoring_facts import TEXTFILE_DIR
 from config.topology import NodePlan
 from render.common import RenderedFile, content_hash, in_dependency_order
+from render.containers import plugstack_file
 from render.mig import GRES_SCRIPT, mig_files, mig_step_script
 from render.remote import SLURM_INCLUDES, render_script
 from render.slurm import (
@@ -80,14 +81,16 @@ class NodeSlurm:
 
 
 def config_files(spec: ClusterSpec, nodes: list[NodePlan]) -> dict[str, RenderedFile]:
-    return {
-        f.path: f
-        for f in (
-            RenderedFile(f"{SLURM_ETC}/slurm.conf", render_slurm_conf(spec, nodes)),
-            RenderedFile(f"{SLURM_ETC}/gres.conf", render_gres_conf(spec, nodes)),
-            RenderedFile(f"{SLURM_ETC}/cgroup.conf", render_cgroup_conf(spec.slurm.cgroup_plugin)),
-        )
-    }
+    """The controller's SLURM files; configless slurmd fetches them all, plugstack.conf (Pyxis) included."""
+    files = [
+        RenderedFile(f"{SLURM_ETC}/slurm.conf", render_slurm_conf(spec, nodes)),
+        RenderedFile(f"{SLURM_ETC}/gres.conf", render_gres_conf(spec, nodes)),
+        RenderedFile(f"{SLURM_ETC}/cgroup.conf", render_cgroup_conf(spec.slurm.cgroup_plugin)),
+    ]
+    plugstack = plugstack_file(spec)
+    if plugstack is not None:
+        files.append(plugstack)
+    return {f.path: f for f in files}
 
 
 def mariadb_cnf(ctl: NodePlan) -> RenderedFile:

@@ -1,6 +1,7 @@
 """Pydantic models of the stack file, one module per section."""
 
 from config.models.cluster import ClusterSpec
+from config.models.containers import Apptainer, Containers, Docker, Enroot, NvidiaToolkit, Registry
 from config.models.hosts import (
     CpuTopology,
     DirectBoot,
@@ -17,12 +18,13 @@ from config.models.monitoring import Alerts, EmailReceiver, Grafana, Monitoring,
 from config.models.network import InterconnectNetwork, ManagementNetwork, Networks
 from config.models.nodes import BaseImage, ComputeGroup, Controller, Ssh, StorageGroup, VmTopology
 from config.models.repository import AptRepository
-from config.models.services import Accounting, Containers, Mig, MigLayout, MigSoftware, Partition, Slurm
+from config.models.services import Accounting, Mig, MigLayout, MigSoftware, Partition, Slurm
 from config.models.storage import BeegfsPool, BeegfsSettings, NfsSettings
 
 __all__ = [
     "Accounting",
     "Alerts",
+    "Apptainer",
     "AptRepository",
     "BaseImage",
     "BeegfsPool",
@@ -33,7 +35,9 @@ __all__ = [
     "Controller",
     "CpuTopology",
     "DirectBoot",
+    "Docker",
     "EmailReceiver",
+    "Enroot",
     "Firmware",
     "Gpu",
     "Grafana",
@@ -49,8 +53,10 @@ __all__ = [
     "Networks",
     "NfsSettings",
     "NumaNode",
+    "NvidiaToolkit",
     "Partition",
     "PciFunction",
+    "Registry",
     "Slurm",
     "Ssh",
     "StorageGroup",

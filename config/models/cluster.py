@@ -6,11 +6,12 @@ from typing import Literal
 
 from config.impact import Impact, setting
 from config.models.base import Model
+from config.models.containers import Containers
 from config.models.hosts import Host
 from config.models.monitoring import Monitoring
 from config.models.network import Networks
 from config.models.nodes import BaseImage, ComputeGroup, Controller, ImageMap, Ssh, StorageGroup
-from config.models.services import Containers, Mig, Slurm
+from config.models.services import Mig, Slurm
 from config.types import Hostname
 
 # Debian 12's generic cloud image, downloaded by the admin and checked against Debian's SHA512SUMS

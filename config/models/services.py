@@ -1,5 +1,5 @@
-"""Sections for the software pushed into the VMs: SLURM, BeeGFS, MIG and containers (monitoring has its
-own module).
+"""Sections for the software pushed into the VMs: SLURM and MIG (containers and monitoring have their own
+modules).
 
 Changing anything here reconfigures the running cluster; it never replaces a VM.
 """
@@ -16,7 +16,7 @@ from config.impact import Impact, setting
 from config.models.base import Model
 from config.models.repository import AptRepository
 from config.slurm_facts import KEY_RE, MAX_TIME, RESERVED_PARTITION_NAMES, TIME_FORMATS, TIME_RE, VALUE_RE, is_time
-from config.types import Count, DebPackage, Hostname, MiB, Name, NonEmptyStr, Seconds
+from config.types import Count, DebPackage, Hostname, MiB, Name, Seconds
 
 
 def _number_as_text(value: Any) -> Any:
@@ -184,13 +184,3 @@ class Mig(Model):
         doc="One layout per compute group: changing one drains the group's nodes, applies it and resumes them.",
     )
     software: MigSoftware = setting(MigSoftware(), impact=Impact.RECONFIGURE, doc="Driver and MIG manager source.")
-
-
-class Containers(Model):
-    enabled: bool = setting(False, impact=Impact.RECONFIGURE, doc="Enroot + Pyxis for srun --container-image.")
-    runtime_path: NonEmptyStr = setting(
-        "/run/enroot/user-$(id -u)", impact=Impact.RECONFIGURE, doc="ENROOT_RUNTIME_PATH."
-    )
-    cache_path: NonEmptyStr = setting(
-        "/var/cache/enroot", impact=Impact.RECONFIGURE, doc="ENROOT_CACHE_PATH (image layers)."
-    )

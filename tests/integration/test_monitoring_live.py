@@ -151,7 +151,13 @@ class Live:
         wanted = {node: ["prometheus-node"] for node in NAMES[:3]}  # comm keeps 15 characters of the name
         wanted["controller"] += ["prometheus", "prometheus-aler"]
         pids = {f"{n}:{d}": self.on(n, f"pgrep -x {d}").strip() for n, daemons in wanted.items() for d in daemons}
-        pids["controller:collector"] = self.on("controller", "pgrep -f 'slurm-metrics.sh loop'").strip()
+        # The loop the step started, by the pidfile it made: `pgrep -f` would also match the loop's own
+        # subshells while it collects, so the count of pids depended on when it was asked.
+        pids["controller:collector"] = self.on(
+            "controller",
+            "pid=$(cat /run/slurm-metrics.pid) && "
+            "tr '\\0' ' ' < /proc/$pid/cmdline | grep -q 'slurm-metrics.sh loop' && echo $pid",
+        ).strip()
         return pids
 
 

@@ -31,15 +31,18 @@ def test_every_script_passes_shellcheck(stack: str, tmp_path: Path) -> None:
     paths = []
     for node, files in run_plan(ROOT / f"Pulumi.{stack}.yaml").files.items():
         for remote_path, content in files.items():
-            if remote_path.endswith(".sh"):
+            # step scripts, and the SIF build job and its command (containers)
+            if remote_path.endswith((".sh", ".sbatch")) or remote_path.startswith("/usr/local/bin/"):
                 path = tmp_path / node / Path(remote_path).name
                 path.parent.mkdir(exist_ok=True)
                 path.write_text(content)
                 paths.append(path)
     names = {p.name for p in paths}
     assert {"packages.sh", "munge.sh", "slurmd.sh", "slurmctld.sh", "membership.sh", "canary.sh"} <= names, names
-    if stack == "workstation":  # its GPUs are partitioned with MIG
+    if stack == "workstation":  # its GPUs are partitioned with MIG; containers are on
         assert {"mig.sh", "mig-gres.sh"} <= names, names
+        containers = {"docker.sh", "registry.sh", "container-trust.sh", "nvidia-toolkit.sh", "enroot.sh"}
+        assert containers | {"apptainer.sh", "sif-build.sbatch", "hpc-sif-build"} <= names, names
     proc = run_shellcheck(paths)
     assert proc.returncode == 0, proc.stdout + proc.stderr
 

@@ -33,8 +33,9 @@ def test_stack_plans(stack: str, tmp_path: Path) -> None:
     assert len(names) == len(resources), "resource names must be unique"
     outputs = json.loads((tmp_path / "outputs.json").read_text())
     monitored = {"monitoring"} if result.stack.spec.monitoring.enabled else set()
-    expected = {"controller_address", "nodes", "canary", "known_hosts", "time_to_first_job_seconds", *monitored}
-    assert set(outputs) == expected
+    registry = {"registry"} if result.stack.spec.containers.enabled else set()
+    expected = {"controller_address", "nodes", "canary", "known_hosts", "time_to_first_job_seconds"}
+    assert set(outputs) == expected | monitored | registry
     hosts = outputs["known_hosts"].splitlines()
     assert len(hosts) == len(outputs["nodes"]) and all(" ssh-ed25519 AAAA" in line for line in hosts)
     assert outputs["canary"] == {"status": "not run yet"}  # mocks run no command

@@ -114,9 +114,22 @@ class Dockerd:
     Its files live in a fresh dir under tmp_root (default: the temp dir), removed on exit."""
 
     def __init__(
-        self, netns: str, tmp_root: Path | None = None, *, start_timeout: float = 30, stop_timeout: float = 20
+        self,
+        netns: str,
+        tmp_root: Path | None = None,
+        *,
+        start_timeout: float = 30,
+        stop_timeout: float = 20,
+        config: str = "{}\n",
+        path: tuple[str, ...] = (),
+        env: dict[str, str] | None = None,
     ) -> None:
+        """`config` is its daemon.json; `path` dirs go first on its PATH (runtimes it names, such as
+        nvidia-container-runtime); `env` is added to its environment (containerd and runtimes inherit it)."""
         self.netns = netns
+        self.config = config
+        self.path = path
+        self.extra_env = dict(env or {})
         root = Path(tempfile.gettempdir()) if tmp_root is None else tmp_root
         self.dir = root / f"hs-dockerd-{os.getpid()}-{secrets.token_hex(3)}"
         self.start_timeout = start_timeout
@@ -182,7 +195,7 @@ class Dockerd:
         self.dir.mkdir(mode=0o700)
         for sub in ("data", "exec", "client"):
             (self.dir / sub).mkdir()
-        (self.dir / "daemon.json").write_text("{}\n")
+        (self.dir / "daemon.json").write_text(self.config)
         # A private mount namespace: tmpfs mounts that only dockerd and its containerd see keep the paths
         # they insist on off the host, and vanish with them.
         script = textwrap.dedent(
@@ -203,9 +216,10 @@ class Dockerd:
             "unshare", "--mount", "--propagation", "private",
             "sh", "-c", script,
         ]  # fmt: skip
+        env = {**CLEAN_ENV, **self.extra_env, "PATH": ":".join([*self.path, CLEAN_ENV["PATH"]])}
         with open(self.log, "wb") as log:
             self.proc = subprocess.Popen(
-                argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=CLEAN_ENV,
+                argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env,
                 start_new_session=True,
             )  # fmt: skip
         deadline = time.monotonic() + self.start_timeout
