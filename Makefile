@@ -9,7 +9,7 @@ APT_ALL := $(shell sed -e 's/\#.*//' packages.apt)
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 ENGINE_CACHE ?= /var/cache/hyperscaler-engine
-.PHONY: setup deps plan validate test lint unit integration golden bench clean docs engine e2e vm
+.PHONY: setup deps plan validate test lint unit integration golden bench clean docs engine e2e vm images
 
 # The virtual environment with pinned dependencies; rebuilt when the pins change.
 setup: $(VENV)/.installed
@@ -56,8 +56,8 @@ e2e: engine
 	HYPERSCALER_ENGINE_CACHE=$(ENGINE_CACHE) $(PY) -m pytest -q -m e2e tests/e2e
 
 # `pulumi up` of the program's own VMs under TCG on a namespaced libvirtd, through the provider doubles,
-# then a SLURM change, a replacement and a destroy: about 12 minutes warm on 2 cores, plus the cached image the
-# first time.
+# then a SLURM change, a replacement and a destroy: about 12 minutes warm on 2 cores, plus the first time the
+# offline base and the Packer build of the compute image it boots (docs/testing.md, "Base images").
 vm: setup deps engine
 	HYPERSCALER_ENGINE_CACHE=$(ENGINE_CACHE) $(PY) -m pytest -q -m vm tests/vm
 
@@ -65,6 +65,21 @@ vm: setup deps engine
 # for namespaces), the real Pulumi engine tests and the VM tier.
 test: setup deps lint engine
 	HYPERSCALER_ENGINE_CACHE=$(ENGINE_CACHE) $(PY) -m pytest -q
+
+# Role images built with Packer, and OUT/manifest.json for a stack's `images:` (docs/images.md). With
+# BASE=<path, https:// URL or s3://bucket/key> and BASE_SHA256=<hex>, on your pinned base (a Debian cloud
+# image); without BASE, on the offline debootstrap base the tests use (booted with direct kernel boot).
+# ACCEL=kvm on a workstation; TCG works everywhere, slower (2-4.5 minutes per role on 2 cores, docs/images.md).
+IMAGES_OUT ?= /var/lib/hyperscaler/images
+ACCEL ?= tcg
+ROLES ?= compute controller storage
+images: setup deps
+ifeq ($(BASE),)
+	$(PY) -m tests.vm.image images $(IMAGES_OUT) $(ACCEL) $(ROLES)
+else
+	$(PY) -m hyperscaler image build --base '$(BASE)' --base-sha256 '$(BASE_SHA256)' --out $(IMAGES_OUT) \
+		--accelerator $(ACCEL) $(addprefix --role ,$(ROLES))
+endif
 
 golden: setup
 	$(PY) -m pytest -q tests/unit/test_renderers.py --update-golden

@@ -3,10 +3,13 @@
 import pulumi
 
 from components.cluster import HpcCluster, HpcClusterArgs
+from components.images import S3Credentials
 from config import ConfigError, load_from_pulumi
+from config.load import s3_credentials_from_pulumi
 
 try:
     stack, ssh_private_key, alert_receiver_secret = load_from_pulumi()
+    s3_keys = s3_credentials_from_pulumi()
 except ConfigError as error:
     # RunError ends the program with this message and no traceback; nothing has been declared yet.
     raise pulumi.RunError(error.report()) from None
@@ -14,7 +17,13 @@ except ConfigError as error:
 for warning in stack.warnings:
     pulumi.log.warn(f"{warning.path or 'hyperscaler'}: {warning.message} ({warning.hint})")
 
-cluster = HpcCluster(stack.spec.name, HpcClusterArgs(stack.spec, ssh_private_key, alert_receiver_secret))
+s3_credentials = S3Credentials(*s3_keys) if s3_keys is not None else None
+cluster = HpcCluster(
+    stack.spec.name,
+    HpcClusterArgs(
+        stack.spec, ssh_private_key, s3_credentials=s3_credentials, alert_receiver_secret=alert_receiver_secret
+    ),
+)
 
 pulumi.export("controller_address", cluster.controller_address)
 pulumi.export("nodes", cluster.summary)

@@ -12,7 +12,7 @@ import pulumi_libvirt as libvirt
 from components.containers import Containers, ContainersArgs
 from components.dns import ClusterDns, ClusterDnsArgs
 from components.identity import token, with_aliases
-from components.images import ImageStore, ImageStoreArgs
+from components.images import ImageStore, ImageStoreArgs, S3Credentials
 from components.monitoring import Monitoring, MonitoringArgs
 from components.network import ClusterNetwork, ClusterNetworkArgs
 from components.node import ComputeNode, Controller, DataDisk, Node, NodeArgs, StorageNode
@@ -21,11 +21,13 @@ from components.remote import node_access
 from components.slurm import SlurmCluster, SlurmClusterArgs
 from components.storage import SharedStorage, SharedStorageArgs
 from components.volumes import NodeVolumes, NodeVolumesArgs
+from config.images import image_identity
 from config.models import ClusterSpec
 from config.topology import NodePlan, Role, plan_nodes
 from render.access import ssh_route
 from render.cloudinit import render_meta_data, render_network_config, render_user_data
 from render.domain_xslt import render_domain_xslt
+from render.images import IDENTITY_CHARS
 from render.names import cluster_names, uses_controller_dns
 from render.placement import plan_placement
 from render.slurm import controller
@@ -41,7 +43,13 @@ ROLE_COMPONENT: dict[Role, type[Node]] = {
 class HpcClusterArgs:
     spec: ClusterSpec
     ssh_private_key: pulumi.Input[str] | None = None  # None: configuration steps use ssh-agent
+    s3_credentials: S3Credentials | None = None  # None: s3:// images use the usual AWS credential sources
     alert_receiver_secret: pulumi.Input[str] | None = None  # hyperscaler:alertReceiverSecret, when set
+
+
+def image_label(spec: ClusterSpec, node: NodePlan) -> str:
+    """`debian-12 1a2b3c4d5e6f`: the node's image and its checksum (or a trusted file's path hash)."""
+    return f"{node.image} {image_identity(spec.images[node.image])[:IDENTITY_CHARS]}"
 
 
 def data_disks(node: NodePlan) -> tuple[DataDisk, ...]:
@@ -75,7 +83,7 @@ class HpcCluster(pulumi.ComponentResource):
                 f"{name}-{host.name}-net", ClusterNetworkArgs(spec.networks, dns_hosts), on_host
             )
             stores[host.name] = ImageStore(
-                f"{name}-{host.name}-images", ImageStoreArgs(host.pool, dict(spec.images)), on_host
+                f"{name}-{host.name}-images", ImageStoreArgs(host.pool, dict(spec.images), args.s3_credentials), on_host
             )
 
         self.nodes = {}
@@ -99,6 +107,7 @@ class HpcCluster(pulumi.ComponentResource):
                 domain_xslt=render_domain_xslt(tunings[plan.name]),
                 dhcp_reservation=mgmt_mode != "bridge",
                 data_disks=data_disks(plan),
+                image_label=image_label(spec, plan),
             )
             component = ROLE_COMPONENT[plan.role]
             self.nodes[plan.name] = component(

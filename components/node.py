@@ -45,6 +45,9 @@ class NodeArgs:
     domain_xslt: str
     dhcp_reservation: bool = False  # register the node's address with libvirt's DHCP/DNS (nat/route networks)
     data_disks: tuple[DataDisk, ...] = field(default=())
+    # The base image, by name and checksum: in the Domain's description, whose change replaces the Domain, so
+    # a VM whose root disk moves to another image is created again and configured from scratch.
+    image_label: str = ""
 
 
 @dataclass(frozen=True)
@@ -147,7 +150,8 @@ class Node(pulumi.ComponentResource):
         domain = libvirt.Domain(
             f"{name}-domain",
             name=args.domain_name,
-            description=f"hyperscaler {plan.role.value} node {plan.name}",
+            description=f"hyperscaler {plan.role.value} node {plan.name}"
+            + (f" on image {args.image_label}" if args.image_label else ""),
             type=args.domain_type,
             machine="q35",
             arch="x86_64",

@@ -443,6 +443,40 @@ def root_disks(spec: ClusterSpec, nodes: list[NodePlan]) -> Iterator[Finding]:
             )
 
 
+def image_sources(spec: ClusterSpec, nodes: list[NodePlan]) -> Iterator[Finding]:
+    """Every image is pinned by its sha256, unless it is a local file its admin marks as trusted: the same
+    URL or object can serve other bytes tomorrow, and two `pulumi up` runs would build different clusters."""
+    for name, image in sorted(spec.images.items()):
+        path = f"images.{name}"
+        if image.trusted and not image.is_local:
+            yield Finding(
+                f"{path}.trusted",
+                f"only a local file can be trusted; {brief(image.source)} is fetched from elsewhere",
+                "remove trusted and pin the image with sha256: <64 hex digits>",
+            )
+        elif image.sha256 is None and not image.trusted:
+            kind = "a local file" if image.is_local else "a download"
+            yield Finding(
+                f"{path}.sha256",
+                f"image {name!r} ({kind}, {brief(image.source)}) has no sha256, so nothing would notice if it changed",
+                "add sha256: <64 hex digits> (sha256sum FILE, or python -m hyperscaler image sha256 SOURCE); for a "
+                "local file you vouch for, trusted: true",
+            )
+        elif image.sha256 is not None and image.trusted:
+            yield Finding(
+                f"{path}.trusted",
+                f"image {name!r} is both trusted and pinned by sha256; the checksum is checked all the same",
+                "remove one of them",
+                Severity.WARNING,
+            )
+        if image.s3 is not None and not image.source.startswith("s3://"):
+            yield Finding(
+                f"{path}.s3",
+                f"s3 settings given for {brief(image.source)}, which is not an s3:// source",
+                "remove s3:, or use a source of the form s3://bucket/key",
+            )
+
+
 def networks(spec: ClusterSpec, nodes: list[NodePlan]) -> Iterator[Finding]:
     mgmt, ic = spec.networks.management, spec.networks.interconnect
     if mgmt.name == ic.name:
@@ -613,6 +647,7 @@ def shared_storage(spec: ClusterSpec, nodes: list[NodePlan]) -> Iterator[Finding
 CHECKS: tuple[Check, ...] = (
     unique_names,
     hosts_exist,
+    image_sources,
     host_definitions,
     networks,
     addresses,

@@ -20,6 +20,7 @@ from pydantic import BaseModel, ValidationError
 from config import stackfile
 from config.checks import run_checks
 from config.findings import ConfigError, Finding, Severity, brief
+from config.images import resolve_manifests
 from config.models import ClusterSpec
 from config.models.monitoring import RECEIVER_SECRET_KEY
 from config.presets import PRESETS, apply_preset
@@ -27,7 +28,9 @@ from config.presets import PRESETS, apply_preset
 PROJECT = "hyperscaler"
 CLUSTER_KEY = f"{PROJECT}:cluster"
 SSH_KEY_KEY = f"{PROJECT}:sshPrivateKey"
-KNOWN_KEYS = (CLUSTER_KEY, SSH_KEY_KEY, RECEIVER_SECRET_KEY)
+# Credentials for s3:// image sources, when the usual AWS sources (environment, profile) are not used.
+S3_KEYS = (f"{PROJECT}:s3AccessKeyId", f"{PROJECT}:s3SecretAccessKey")
+KNOWN_KEYS = (CLUSTER_KEY, SSH_KEY_KEY, *S3_KEYS, RECEIVER_SECRET_KEY)
 SECRET_PLACEHOLDER = "[secret: encrypted in the stack file; the offline plan does not decrypt it]"
 
 
@@ -120,16 +123,23 @@ def read_stack_file(path: Path) -> StackInputs:
             )
         )
     secrets: dict[str, str] = {}
-    ssh_key = config.get(SSH_KEY_KEY)
-    if isinstance(ssh_key, dict) and "secure" in ssh_key:
-        secrets[SSH_KEY_KEY] = SECRET_PLACEHOLDER
-    elif ssh_key is not None:
-        findings.append(
-            Finding(
-                "",
-                f"{SSH_KEY_KEY} is stored in plain text",
-                f"store it encrypted: pulumi config set --secret {SSH_KEY_KEY} < ~/.ssh/id_ed25519",
+    how = {SSH_KEY_KEY: "< ~/.ssh/id_ed25519", **{k: "(it prompts for the value)" for k in S3_KEYS}}
+    for key, example in how.items():
+        value = config.get(key)
+        if isinstance(value, dict) and "secure" in value:
+            secrets[key] = SECRET_PLACEHOLDER
+        elif value is not None:
+            findings.append(
+                Finding(
+                    "",
+                    f"{key} is stored in plain text",
+                    f"store it encrypted: pulumi config set --secret {key} {example}",
+                )
             )
+    if len([k for k in S3_KEYS if k in config]) == 1:
+        missing = next(k for k in S3_KEYS if k not in config)
+        findings.append(
+            Finding("", f"{missing} is not set, but its partner is", f"pulumi config set --secret {missing}")
         )
     receiver_secret = config.get(RECEIVER_SECRET_KEY)
     if isinstance(receiver_secret, dict) and "secure" in receiver_secret:
@@ -223,7 +233,9 @@ def _cluster_lines(root: yaml.Node | None) -> dict[str, int]:
 
 def build_spec(inputs: StackInputs) -> LoadedStack:
     """Schema, then semantic checks. Raises ConfigError with every error found; returns warnings."""
-    raw = apply_preset(inputs.cluster)
+    raw, manifest_findings = resolve_manifests(apply_preset(inputs.cluster))
+    if manifest_findings:
+        raise ConfigError(inputs.source, manifest_findings, inputs.lines)
     try:
         spec = ClusterSpec.model_validate(raw)
     except ValidationError as exc:
@@ -329,6 +341,24 @@ def load_from_pulumi() -> tuple[LoadedStack, Any, Any]:
     if receiver_secret is not None:
         secrets[RECEIVER_SECRET_KEY] = SECRET_PLACEHOLDER
     return build_spec(StackInputs(source, cluster, secrets, lines)), private_key, receiver_secret
+
+
+def s3_credentials_from_pulumi() -> tuple[Any, Any] | None:
+    """Inside a Pulumi program: the (access key id, secret access key) secrets for s3:// images, or None to
+    let boto3 find credentials itself (environment, profile). Both or neither: read_stack_file checks."""
+    import pulumi
+
+    cfg = pulumi.Config(PROJECT)
+    key_id, secret = (cfg.get_secret(key.split(":", 1)[1]) for key in S3_KEYS)
+    if key_id is None and secret is None:
+        return None
+    if key_id is None or secret is None:
+        missing = S3_KEYS[0] if key_id is None else S3_KEYS[1]
+        raise ConfigError(
+            f"Pulumi.{pulumi.get_stack()}.yaml",
+            [Finding("", f"{missing} is not set, but its partner is", f"pulumi config set --secret {missing}")],
+        )
+    return key_id, secret
 
 
 def schema_findings(exc: ValidationError, raw: Any) -> list[Finding]:

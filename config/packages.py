@@ -32,12 +32,12 @@ NFS_SERVER_PACKAGES = ("nfs-kernel-server",)
 NFS_CLIENT_PACKAGES = ("nfs-common",)
 # What the node needs to add a signed third-party repository (gpg to check the key's fingerprint).
 REPOSITORY_TOOLS = ("ca-certificates", "curl", "gpg")
-BEEGFS_VOLUME_TOOLS = ("xfsprogs",)
+BEEGFS_VOLUME_TOOLS = ("xfsprogs",)  # storage targets are XFS, as BeeGFS recommends
 # containers.enabled: Docker Engine (Debian's docker.io) where config/container_facts.py puts it, and
 # Debian's docker-registry on the controller; the NVIDIA toolkit, Enroot, Pyxis and Apptainer come from
 # the repositories of the containers section, in their own steps.
 DOCKER_PACKAGES = ("docker.io",)
-REGISTRY_PACKAGES = ("docker-registry",)  # storage targets are XFS, as BeeGFS recommends
+REGISTRY_PACKAGES = ("docker-registry",)
 # From ThinkParQ's repository (docs/storage.md cites the package names per release).
 BEEGFS_SERVER = {"8": ("beegfs-meta", "beegfs-storage"), "7.4": ("beegfs-meta", "beegfs-storage")}
 BEEGFS_MGMTD = {"8": ("beegfs-mgmtd", "beegfs-tools"), "7.4": ("beegfs-mgmtd", "beegfs-utils")}
@@ -97,19 +97,32 @@ def packages_for(spec: ClusterSpec, node: NodePlan, mgmtd: NodePlan | None = Non
     return NodePackages(tuple(sorted(wanted)), beegfs.apt, tuple(sorted(extra)))
 
 
+# What else a node of each role may need from Debian, whatever its stack says: a role image carries it, so
+# the packages step finds everything there (BeeGFS's packages come from ThinkParQ at `up`).
+_ROLE_IMAGE_EXTRAS: dict[Role, tuple[tuple[str, ...], ...]] = {
+    Role.CONTROLLER: (
+        ACCOUNTING_PACKAGES,
+        DNS_PACKAGES,
+        NFS_CLIENT_PACKAGES,
+        REPOSITORY_TOOLS,
+        MONITORING_CONTROLLER_PACKAGES,
+        MONITORING_NODE_PACKAGES,
+        DOCKER_PACKAGES,
+        REGISTRY_PACKAGES,
+    ),
+    Role.COMPUTE: (NFS_CLIENT_PACKAGES, REPOSITORY_TOOLS, MONITORING_NODE_PACKAGES, DOCKER_PACKAGES),
+    Role.STORAGE: (NFS_SERVER_PACKAGES, BEEGFS_VOLUME_TOOLS, REPOSITORY_TOOLS, MONITORING_NODE_PACKAGES),
+}
+
+
+def role_image_packages(role: Role) -> NodePackages:
+    """The packages a role image is built with (images/, make images): the role's list plus every optional
+    Debian package packages_for may add for that role. The image build runs the same packages step on it."""
+    wanted = {*ROLE_PACKAGES[role], *(p for extra in _ROLE_IMAGE_EXTRAS[role] for p in extra)}
+    return NodePackages(tuple(sorted(wanted)))
+
+
 def every_package() -> tuple[str, ...]:
-    """Every Debian package any role may need: what a test image or an all-in-one image carries (BeeGFS's
-    come from a third-party repository and are not in it)."""
-    extras = (
-        *ACCOUNTING_PACKAGES,
-        *DNS_PACKAGES,
-        *NFS_SERVER_PACKAGES,
-        *NFS_CLIENT_PACKAGES,
-        *REPOSITORY_TOOLS,
-        *BEEGFS_VOLUME_TOOLS,
-        *MONITORING_CONTROLLER_PACKAGES,
-        *MONITORING_NODE_PACKAGES,
-        *DOCKER_PACKAGES,
-        *REGISTRY_PACKAGES,
-    )
-    return tuple(sorted({p for pkgs in ROLE_PACKAGES.values() for p in pkgs} | set(extras)))
+    """Every Debian package any role may need (every role image's): what a test image or an all-in-one
+    image carries (BeeGFS's come from a third-party repository and are not in it)."""
+    return tuple(sorted({p for role in Role for p in role_image_packages(role).all}))

@@ -21,6 +21,10 @@ _HOSTNAME_RE = re.compile(r"^[a-z]([a-z0-9-]{0,61}[a-z0-9])?$")
 _DOMAIN_LABEL_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 _PCI_RE = re.compile(r"^([0-9a-f]{4}):([0-9a-f]{2}):([0-9a-f]{2})\.([0-7])$")
 _NAME_RE = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
+_SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
+# S3 bucket names (AWS's rules, which MinIO follows): 3-63 lowercase letters, digits, '.' and '-'.
+_BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+_URL_HOST_RE = re.compile(r"^[A-Za-z0-9.-]+(:[0-9]{1,5})?$|^\[[0-9A-Fa-f:.]+\](:[0-9]{1,5})?$")
 _EMAIL_RE = re.compile(
     r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]{1,64}@[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$"
 )
@@ -123,6 +127,74 @@ def _ssh_public_key(value: str) -> str:
     return value
 
 
+def _sha256(value: str) -> str:
+    digest = value.strip().lower().removeprefix("sha256:")
+    if not _SHA256_RE.match(digest):
+        raise ValueError(
+            f"{brief(value)} is not a sha256 checksum: expected 64 hexadecimal digits, as `sha256sum FILE` prints"
+        )
+    return digest
+
+
+def _no_control(value: str, what: str) -> None:
+    if any(ord(ch) < 32 or ord(ch) == 127 for ch in value):
+        raise ValueError(f"{brief(value)} is not {what}: it contains a control character (a newline or tab?)")
+
+
+def _url_host(value: str, rest: str, what: str, example: str) -> None:
+    host = rest.split("/", 1)[0]
+    if not host or "@" in host or not _URL_HOST_RE.match(host):
+        raise ValueError(f"{brief(value)} is not {what}: no valid host after the scheme (e.g. {example})")
+
+
+def _image_source(value: str) -> str:
+    """Where a base image comes from: a local absolute path, an https:// URL or an s3://bucket/key object."""
+    _no_control(value, "an image source")
+    if value.startswith("/"):
+        if "/../" in f"{value}/" or "/./" in f"{value}/":
+            raise ValueError(f"{brief(value)} is not a plain absolute path: write it without '.' or '..' parts")
+        return value
+    if value.startswith("https://"):
+        _url_host(value, value.removeprefix("https://"), "an https URL", "https://images.example.com/x.qcow2")
+        if " " in value:
+            raise ValueError(f"{brief(value)} is not an https URL: write a space as %20")
+        return value
+    if value.startswith("s3://"):
+        bucket, _, key = value.removeprefix("s3://").partition("/")
+        if not _BUCKET_RE.match(bucket) or ".." in bucket:
+            raise ValueError(
+                f"{brief(value)} does not name an S3 bucket: expected s3://BUCKET/KEY with a bucket of 3-63 lowercase "
+                "letters, digits, '.' and '-'"
+            )
+        if not key or key.endswith("/"):
+            raise ValueError(f"{brief(value)} names no object: expected s3://{bucket}/path/to/image.qcow2")
+        return value
+    scheme = value.split("://", 1)[0] + "://" if "://" in value else ""
+    hint = {"http://": "use https:// (or s3://); an unencrypted download is refused"}.get(
+        scheme, "use an absolute path (/var/lib/...), an https:// URL or s3://bucket/key"
+    )
+    raise ValueError(f"{brief(value)} is not an image source: {hint}")
+
+
+def _endpoint_url(value: str) -> str:
+    """An S3-compatible endpoint: http(s)://host[:port][/path] (MinIO often listens on http inside a LAN)."""
+    _no_control(value, "an endpoint URL")
+    scheme, sep, rest = value.partition("://")
+    if not sep or scheme not in ("http", "https"):
+        raise ValueError(
+            f"{brief(value)} is not an endpoint URL: expected https://host[:port], e.g. https://minio:9000"
+        )
+    _url_host(value, rest, "an endpoint URL", "https://minio.example.com:9000")
+    return value
+
+
+def _absolute_path(value: str) -> str:
+    _no_control(value, "a path")
+    if not value.startswith("/"):
+        raise ValueError(f"{brief(value)} is not an absolute path: start it with '/'")
+    return value
+
+
 def _pci_address(value: str) -> str:
     value = value.lower()
     if len(value) == 7:  # "41:00.0" is accepted and means PCI domain 0000
@@ -199,6 +271,13 @@ DnsDomain = Annotated[str, AfterValidator(_dns_domain)]
 SshPublicKey = Annotated[str, AfterValidator(_ssh_public_key)]
 Name = Annotated[str, AfterValidator(_name)]  # a key that is not a hostname: image names, layout names
 PciAddress = Annotated[str, AfterValidator(_pci_address)]
+Sha256 = Annotated[str, Strict(), AfterValidator(_sha256)]  # lowercase hex; "sha256:" and uppercase accepted
+ImageSource = Annotated[str, Strict(), AfterValidator(_image_source)]
+EndpointUrl = Annotated[str, Strict(), AfterValidator(_endpoint_url)]
+AbsolutePath = Annotated[str, Strict(), AfterValidator(_absolute_path)]
+# AWS region names (us-east-1, eu-central-2...); MinIO's default is us-east-1.
+S3Region = Annotated[str, Strict(), StringConstraints(pattern=r"^[a-z0-9-]{1,32}$")]
+S3Profile = Annotated[str, Strict(), StringConstraints(pattern=r"^[A-Za-z0-9_.+=,@-]{1,64}$")]
 Cidr = Annotated[str, AfterValidator(_cidr)]
 IPv4 = Annotated[str, AfterValidator(_ipv4)]
 CpuSet = Annotated[str, AfterValidator(_cpuset)]

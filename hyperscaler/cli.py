@@ -1,4 +1,4 @@
-"""The hyperscaler command line: validate | plan | doctor | inventory.
+"""The hyperscaler command line: validate | plan | diff | doctor | inventory | image.
 
 Exit codes: 0 success, 1 the stack (or host) has problems, 2 bad usage. A config mistake is a message,
 never a traceback.
@@ -9,10 +9,12 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Any
 
 from config import ClusterSpec, ConfigError, load_stack_file
 from config.findings import format_finding
 from config.topology import plan_nodes
+from hyperscaler.imagefetch import FetchError
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -135,6 +137,98 @@ def cmd_diff(args: argparse.Namespace) -> int:
     return 0
 
 
+def _s3_settings(args: argparse.Namespace) -> Any:
+    from hyperscaler.imagefetch import S3Settings
+
+    return S3Settings(args.endpoint_url, args.region, args.profile)
+
+
+def cmd_image_fetch(args: argparse.Namespace) -> int:
+    from config.images import image_cache_dir
+    from config.types import Sha256
+    from hyperscaler.imagefetch import fetch
+
+    if args.sha256 is None and not args.trusted:
+        raise UsageError("give --sha256 HEX (or --trusted for a local file you vouch for)")
+    if args.trusted and not args.source.startswith("/"):
+        raise UsageError("--trusted is for a local file; pin a download with --sha256")
+    sha256 = _validated(Sha256, args.sha256, "--sha256") if args.sha256 is not None else None
+    cache = Path(args.cache) if args.cache else image_cache_dir()
+    print(fetch(args.source, sha256, args.format, cache, _s3_settings(args)))
+    return 0
+
+
+def cmd_image_sha256(args: argparse.Namespace) -> int:
+    from hyperscaler.imagefetch import digest_of
+
+    print(digest_of(args.source, _s3_settings(args)))
+    return 0
+
+
+def cmd_image_build(args: argparse.Namespace) -> int:
+    from config.images import image_cache_dir
+    from config.types import Sha256
+    from hyperscaler.imagebuild import Base, BuildError, build_images
+    from hyperscaler.imagefetch import fetch
+
+    sha256 = _validated(Sha256, args.base_sha256, "--base-sha256")
+    if bool(args.kernel) != bool(args.initrd):
+        raise UsageError("--kernel and --initrd go together (a base without a boot loader)")
+    # The base is pinned like any image: checked in place, or downloaded into the cache and checked.
+    path = fetch(args.base, sha256, args.base_format, image_cache_dir(), _s3_settings(args))
+    base = Base(path, sha256, args.base_format, args.kernel, args.initrd, args.cmdline if args.kernel else None)
+    try:
+        manifest = build_images(
+            args.role or ["compute", "controller", "storage"], base, Path(args.out), args.accelerator
+        )
+    except BuildError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    print(manifest)
+    return 0
+
+
+def _validated(kind: Any, value: str, option: str) -> Any:
+    from pydantic import TypeAdapter, ValidationError
+
+    try:
+        return TypeAdapter(kind).validate_python(value)
+    except ValidationError as exc:
+        raise UsageError(f"{option}: {exc.errors()[0]['msg'].removeprefix('Value error, ')}") from None
+
+
+def _image_parser(sub: Any) -> None:
+    image = sub.add_parser("image", help="base images: fetch and check one, hash one, build role images")
+    verbs = image.add_subparsers(dest="image_command", required=True)
+    fetch = verbs.add_parser(
+        "fetch", help="bring an image into the local cache and check its sha256; prints the file's path"
+    )
+    fetch.add_argument("source", help="absolute path, https:// URL or s3://bucket/key")
+    fetch.add_argument("--sha256", help="the checksum the image must have")
+    fetch.add_argument("--trusted", action="store_true", help="a local file used without a checksum")
+    fetch.add_argument("--format", default="qcow2", choices=["qcow2", "raw"], help="image format (default qcow2)")
+    fetch.add_argument("--cache", help="cache directory (default: $HYPERSCALER_IMAGE_CACHE or ~/.cache/hyperscaler)")
+    digest = verbs.add_parser("sha256", help="print the sha256 of an image (local, https:// or s3://) to pin it")
+    digest.add_argument("source", help="absolute path, https:// URL or s3://bucket/key")
+    build = verbs.add_parser("build", help="build role images with Packer on a pinned base; prints the manifest's path")
+    build.add_argument("--role", action="append", choices=["compute", "controller", "storage"], help="(repeatable)")
+    build.add_argument("--base", required=True, help="the base image: absolute path, https:// URL or s3://bucket/key")
+    build.add_argument("--base-sha256", required=True, help="the base image's sha256")
+    build.add_argument("--base-format", default="qcow2", choices=["qcow2", "raw"])
+    build.add_argument("--kernel", help="a kernel to boot the base with, when it has no boot loader")
+    build.add_argument("--initrd", help="the initrd that goes with --kernel")
+    build.add_argument("--cmdline", default="root=/dev/vda rw console=ttyS0", help="the kernel command line")
+    build.add_argument("--out", required=True, help="where the images and manifest.json go")
+    build.add_argument("--accelerator", default="kvm", choices=["kvm", "tcg"], help="QEMU accelerator (default kvm)")
+    for verb in (fetch, digest, build):
+        verb.add_argument("--endpoint-url", help="S3-compatible endpoint (MinIO...), for s3:// sources")
+        verb.add_argument("--region", help="S3 region, for s3:// sources")
+        verb.add_argument("--profile", help="AWS profile to take S3 credentials from")
+    fetch.set_defaults(func=cmd_image_fetch)
+    digest.set_defaults(func=cmd_image_sha256)
+    build.set_defaults(func=cmd_image_build)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m hyperscaler", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -167,6 +261,7 @@ def build_parser() -> argparse.ArgumentParser:
     diff.add_argument("--against", help="the old stack file; default: the file at --revision in git")
     diff.add_argument("--revision", default="HEAD", help="git revision of the old file (default HEAD)")
     diff.set_defaults(func=cmd_diff)
+    _image_parser(sub)
     return parser
 
 
@@ -181,3 +276,6 @@ def main(argv: list[str] | None = None) -> int:
     except UsageError as error:
         print(f"{parser.prog}: error: {error}", file=sys.stderr)
         return 2
+    except FetchError as error:  # a download or checksum problem: the message says what to do
+        print(f"{parser.prog}: error: {error}", file=sys.stderr)
+        return 1

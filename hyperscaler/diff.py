@@ -154,7 +154,8 @@ def resource_changes(before: list[Registration], after: list[Registration]) -> l
             changes.append(ResourceChange("delete", rec.type, rec.name, (), old[urn].protect))
         else:
             a, b = old[urn].plain_inputs, new[urn].plain_inputs
-            keys = tuple(sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k)))
+            ignored_by_engine = set(new[urn].ignore_changes)  # ignoreChanges: the engine keeps the old value
+            keys = tuple(sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k) and k not in ignored_by_engine))
             if keys:
                 facts = for_type(rec.type)
                 replaced = facts is None or any(facts.replaced_by(k, a.get(k), b.get(k)) for k in keys)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import pulumi
@@ -74,6 +74,7 @@ class Registration:
     additional_secret_outputs: list[str]
     replace_on_changes: list[str]
     inputs: dict[str, Any]  # raw: secrets still wrapped, so tests can assert secrecy
+    ignore_changes: list[str] = field(default_factory=list)  # inputs the engine does not diff at all
     id: str = ""  # the id the mocks answered (a custom resource's; "" for components)
 
     @property
@@ -193,6 +194,7 @@ class RecordingMonitor(MockMonitor):
                     replace_on_changes=list(request.replaceOnChanges),
                     # deserialized once, by MockMonitor (our names are unique per type)
                     inputs=self.seen_inputs.pop((request.type, request.name)),
+                    ignore_changes=list(request.ignoreChanges),
                     id=response.id,
                 )
             )

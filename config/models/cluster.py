@@ -14,9 +14,14 @@ from config.models.nodes import BaseImage, ComputeGroup, Controller, ImageMap, S
 from config.models.services import Mig, Slurm
 from config.types import Hostname
 
+# Debian 12's generic cloud image, downloaded by the admin and checked against Debian's SHA512SUMS
+# (docs/images.md): a local file the admin vouches for, so it is marked trusted. Any other image is
+# pinned by its sha256, or comes from the manifest `make images` writes.
+DEFAULT_IMAGE_PATH = "/var/lib/hyperscaler/images/debian-12-genericcloud-amd64.qcow2"
 DEFAULT_IMAGES = {
     "debian-12": BaseImage(
-        source="https://cloud.debian.org/images/cloud/bookworm/latest/debian-12-genericcloud-amd64.qcow2",
+        source=DEFAULT_IMAGE_PATH,
+        trusted=True,
         virtual_size_gib=2,  # Debian's cloud images are 2 GiB disks; cloud-init grows the root fs to the volume
     )
 }
@@ -30,7 +35,7 @@ class ClusterSpec(Model):
     hosts: list[Host] = setting(impact=Impact.REPLACE_VM, doc="Hypervisor hosts.", min_length=1)
     networks: Networks = setting(Networks(), impact=Impact.REPLACE_VM, doc="Cluster networks.")
     ssh: Ssh = setting(impact=Impact.REPLACE_VM, doc="Admin access to every node.")
-    images: ImageMap = setting(DEFAULT_IMAGES, impact=Impact.REPLACE_VM, doc="Base cloud images by name.")
+    images: ImageMap = setting(DEFAULT_IMAGES, impact=Impact.REPLACE_VM, doc="Base images by name (docs/images.md).")
     controller: Controller = setting(Controller(), impact=Impact.REPLACE_VM, doc="The SLURM controller VM.")
     compute: list[ComputeGroup] = setting(
         [],

@@ -9,7 +9,23 @@ from pydantic import Field, model_validator
 from config.impact import Impact, setting
 from config.models.base import Model
 from config.models.storage import BeegfsSettings, MountPoint, NfsSettings, StorageBackend
-from config.types import Count, GiB, Hostname, MiB, Name, NonEmptyStr, PciAddress, PositiveInt, Seconds, SshPublicKey
+from config.types import (
+    AbsolutePath,
+    Count,
+    EndpointUrl,
+    GiB,
+    Hostname,
+    ImageSource,
+    MiB,
+    Name,
+    PciAddress,
+    PositiveInt,
+    S3Profile,
+    S3Region,
+    Seconds,
+    Sha256,
+    SshPublicKey,
+)
 
 # KVM's limit on vCPUs per guest (KVM_MAX_VCPUS) on the kernels Debian ships.
 VCpus = Annotated[int, Field(strict=True, gt=0, le=1024)]
@@ -27,17 +43,61 @@ class Ssh(Model):
     )
 
 
+class S3Options(Model):
+    endpoint_url: EndpointUrl | None = setting(
+        None,
+        impact=Impact.IN_PLACE,
+        doc="An S3-compatible endpoint (MinIO, Ceph RGW...), e.g. https://minio.example.com:9000; default: AWS's.",
+    )
+    region: S3Region | None = setting(
+        None, impact=Impact.IN_PLACE, doc="The bucket's region; default: the AWS configuration's (AWS_REGION...)."
+    )
+    profile: S3Profile | None = setting(
+        None,
+        impact=Impact.IN_PLACE,
+        doc="AWS profile to take credentials from; default: the environment, then the default profile, or the "
+        "`hyperscaler:s3AccessKeyId`/`s3SecretAccessKey` secrets (docs/images.md).",
+    )
+
+
 class BaseImage(Model):
-    source: NonEmptyStr = setting(
-        impact=Impact.REPLACE_VM, doc="URL or absolute path (on the machine running pulumi) of a cloud image."
+    source: ImageSource = setting(
+        impact=Impact.REPLACE_VM,
+        doc="Where the image comes from: an absolute path on the machine running pulumi, an https:// URL or "
+        "s3://bucket/key. Fetched and checked during `pulumi up` (never preview) by `hyperscaler image fetch`. With a "
+        "sha256, another copy of the same image changes nothing on the cluster.",
+    )
+    sha256: Sha256 | None = setting(
+        None,
+        impact=Impact.REPLACE_VM,
+        doc="The image file's sha256 (`sha256sum FILE`); required unless a local source is `trusted`. A changed "
+        "checksum replaces the base volume, and the root disks and VMs booted from it.",
+    )
+    trusted: bool = setting(
+        False,
+        impact=Impact.REPLACE_VM,
+        doc="A local file you vouch for, used without a checksum (a URL or S3 object is never trusted).",
+        strict=True,
     )
     format: Literal["qcow2", "raw"] = setting("qcow2", impact=Impact.REPLACE_VM, doc="Image format.")
     virtual_size_gib: GiB | None = setting(
         None,
         impact=Impact.IN_PLACE,
         doc="The image's virtual disk size (`qemu-img info`); a root disk smaller than it is refused. Read from "
-        "the file itself for a local image; known for the default Debian image.",
+        "the file itself for a local image.",
     )
+    s3: S3Options | None = setting(None, impact=Impact.IN_PLACE, doc="Where and how to reach an s3:// source.")
+    manifest: AbsolutePath | None = setting(
+        None,
+        impact=Impact.IN_PLACE,
+        doc="A manifest written by `make images`: source, sha256, format and size come from its entry `entry` "
+        "(default: this image's name) each time the stack is loaded (docs/images.md).",
+    )
+    entry: Name | None = setting(None, impact=Impact.IN_PLACE, doc="The manifest's image to use.")
+
+    @property
+    def is_local(self) -> bool:
+        return self.source.startswith("/")
 
 
 class VmTopology(Model):
@@ -156,4 +216,14 @@ class StorageGroup(VmSpec):
 
 
 ImageMap = Annotated[dict[Name, BaseImage], Field(min_length=1)]
-__all__ = ["BaseImage", "ComputeGroup", "Controller", "ImageMap", "Ssh", "StorageGroup", "VmSpec", "VmTopology"]
+__all__ = [
+    "BaseImage",
+    "ComputeGroup",
+    "Controller",
+    "ImageMap",
+    "S3Options",
+    "Ssh",
+    "StorageGroup",
+    "VmSpec",
+    "VmTopology",
+]

@@ -12,6 +12,7 @@ from components.cluster import HpcCluster, HpcClusterArgs
 from config.models import ClusterSpec
 from config.topology import Role, plan_nodes
 from hyperscaler.mocks import RecordingMonitor, Registration, contains_secret
+from render.images import base_volume_name
 from tests.stacks import STACKS, loaded
 
 CLOUDINIT = "libvirt:index/cloudInitDisk:CloudInitDisk"
@@ -100,7 +101,7 @@ def test_domain_wiring(monitor: RecordingMonitor) -> None:
     assert domain["networkInterfaces"][0]["addresses"] == [node.mgmt_ip]
     assert '<topology sockets="1" dies="1" cores="2" threads="1"/>' in domain["xml"]["xslt"]
     assert root.urn in by_name[f"dev-{node.name}-domain"].depends_on
-    assert root.plain_inputs["baseVolumeId"].endswith("/debian-12-base.qcow2")
+    assert root.plain_inputs["baseVolumeId"].endswith(f"/{base_volume_name(node.image, spec.images[node.image])}")
     assert root.plain_inputs["size"] == node.disk_gib * 1024**3
 
 

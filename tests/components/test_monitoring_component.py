@@ -39,7 +39,9 @@ def run(spec: ClusterSpec, receiver_secret: str | None = None) -> dict[str, Regi
     @pulumi.runtime.test
     def program() -> pulumi.Output:
         secret = pulumi.Output.secret(receiver_secret) if receiver_secret else None
-        cluster = HpcCluster(spec.name, HpcClusterArgs(spec, pulumi.Output.secret(PRIVATE_KEY), secret))
+        cluster = HpcCluster(
+            spec.name, HpcClusterArgs(spec, pulumi.Output.secret(PRIVATE_KEY), alert_receiver_secret=secret)
+        )
         outputs["monitoring"] = cluster.monitoring.endpoints if cluster.monitoring else None
         return pulumi.Output.all(*(n.domain_id for n in cluster.nodes.values()))
 

@@ -1,11 +1,17 @@
-"""A bootable Debian bookworm VM image, built once and cached outside the repository.
+"""The VM tier's image: the compute role image, built by Packer from images/templates on a small base.
 
-debootstrap + apt in a chroot, then ``mkfs.ext4 -d`` into a raw file and ``qemu-img convert`` to qcow2:
-no libguestfs (it hangs without KVM here, sandbox.md section 5). The filesystem has no partition table,
-so the guest boots directly from the host with ``root=/dev/vda``; the kernel and initrd are copied out
-next to the image. Debian's initramfs-tools default (MODULES=most) carries virtio_blk and ext4.
+The base is made offline here with debootstrap + apt in a chroot, then ``mkfs.ext4 -d`` into a raw file and
+``qemu-img convert`` to qcow2: no libguestfs (it hangs without KVM here, sandbox.md section 5). Its
+filesystem has no partition table, so guests (and the Packer build) boot it directly from the host with
+``root=/dev/vda``; the kernel and initrd are copied out next to it. Debian's initramfs-tools default
+(MODULES=most) carries virtio_blk and ext4. The base carries what a node boots with and every package of
+the other roles (the VM tier's controller boots the same image, with no network to install from), but not
+the compute role's: Packer's build installs those with the packages step `pulumi up` runs on a compute node
+(hyperscaler/imagebuild.py), under TCG, and the VM tier boots exactly the image Packer wrote.
 
-Run ``python -m tests.vm.image`` to build (or find) it and print its directory.
+Both are cached outside the repository, keyed by what goes into them (packages, recipe, templates, the
+rendered packages step, the Packer version). Run ``python -m tests.vm.image`` to build (or find) the image
+and print its directory.
 """
 
 from __future__ import annotations
@@ -17,10 +23,15 @@ import shutil
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
-from config.packages import every_package
+from config.packages import every_package, role_image_packages
+from config.topology import Role
+from hyperscaler import imagebuild
+from hyperscaler.imagefetch import sha256_of
 from tests.integration.harness._util import CLEAN_ENV, HarnessError, require_root, require_tools, run
 from tests.integration.harness.rootfs import (
     _copy_host_apt_sources,
@@ -31,6 +42,8 @@ from tests.integration.harness.rootfs import (
 )
 
 SUITE = "bookworm"
+# The compute role image's packages (config/packages.py): Packer installs them, so the base lacks them.
+COMPUTE_PACKAGES = role_image_packages(Role.COMPUTE).all
 # What a cloud image of the project's golden image needs, and nothing it can do without:
 PACKAGES: tuple[str, ...] = (
     "linux-image-amd64",
@@ -42,23 +55,26 @@ PACKAGES: tuple[str, ...] = (
     "cloud-init",
     "python3-cffi-backend",  # cloud-init's crypto imports need it with --no-install-recommends
     "ifupdown",  # cloud-init 22.4 renders network-config to ENI first (renderers.DEFAULT_PRIORITY)
+    "isc-dhcp-client",  # cloud-init's fallback network (DHCP) in the Packer build, which has no network-config
     "net-tools",  # its ENI renderer writes routes as `post-up route add default gw ...`
     "iproute2",
     "procps",
     "sudo",
     "tzdata",
     "e2fsprogs",
-    *every_package(),  # every role's packages (config/packages.py): the prebuilt-image case
+    # every other role's packages: the prebuilt-image case for the VM tier's controller
+    *sorted(set(every_package()) - set(COMPUTE_PACKAGES)),
 )
-# Bump when the recipe changes in a way that must invalidate cached images.
-RECIPE_VERSION = "3"
+# Bump when the recipe changes in a way that must invalidate cached images (the base's, the Packer build's).
+RECIPE_VERSION = "4"
+IMAGE_RECIPE_VERSION = "1"
 IMAGE_GIB = 4  # ext4 size; the node's root volume is a larger qcow2 overlay and cloud-init grows the fs
 MARKER = "image.json"
 KERNEL_CMDLINE = "root=/dev/vda rw console=ttyS0"
 
 # Installed, not started at boot: the program's scripts `systemctl enable --now` what a node needs, and
 # under TCG every daemon started for nothing (MariaDB on compute nodes) costs boot time.
-DISABLED_SERVICES = ("dnsmasq", "mariadb", "munge", "slurmctld", "slurmd", "slurmdbd")
+DISABLED_SERVICES = ("dnsmasq", "mariadb", "munge", "slurmctld", "slurmdbd")
 # Image-side settings, the kind a golden image bakes in: only the NoCloud datasource (no probing of
 # cloud metadata services, which costs minutes under TCG), and no RSA/DSA host keys (their generation is
 # slow under TCG; the program's SSH client uses ed25519).
@@ -70,6 +86,17 @@ FSTAB = "/dev/vda\t/\text4\tdefaults,errors=remount-ro\t0\t1\n"
 
 
 @dataclass(frozen=True)
+class VmBase:
+    """The debootstrap base: what Packer builds the compute image on."""
+
+    directory: Path
+    qcow2: Path
+    kernel: Path
+    initrd: Path
+    sha256: str
+
+
+@dataclass(frozen=True)
 class VmImage:
     directory: Path
     qcow2: Path
@@ -77,12 +104,29 @@ class VmImage:
     initrd: Path
     cmdline: str
     build_seconds: float  # of the build that produced it (0 when it was cached already)
+    sha256: str = ""  # of qcow2, as Packer's build recorded it: what a stack pins
+    packer_log: Path | None = None  # the build's output, provisioning included
+    manifest: Path | None = None  # the build's manifest.json, as `make images` writes it
 
 
-def image_key(packages: tuple[str, ...] = PACKAGES) -> str:
+def base_key(packages: tuple[str, ...] = PACKAGES) -> str:
     parts = [RECIPE_VERSION, SUITE, str(IMAGE_GIB), CLOUD_CFG, FSTAB, *DISABLED_SERVICES, *sorted(packages)]
     text = "\n".join(parts)
     return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def image_key(base: VmBase) -> str:
+    """Everything the Packer build reads: the base, the templates, the rendered packages step, finalize.sh,
+    the driver and the Packer version."""
+    digest = hashlib.sha256()
+    digest.update(f"{IMAGE_RECIPE_VERSION}\n{base.sha256}\n{imagebuild.packer_version()}\n".encode())
+    scripts = sorted(imagebuild.SCRIPTS_DIR.glob("*.sh"))
+    for path in [*imagebuild.template_files(), *scripts, Path(imagebuild.__file__)]:
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, path in sorted(imagebuild.render_role_scripts(Path(tmp)).items()):
+            digest.update(name.encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:12]
 
 
 def _chroot(root: Path, script: str, log: Path, timeout: float = 1800) -> None:
@@ -170,45 +214,107 @@ def _build(tmp: Path, log: Path) -> dict[str, float]:
     return times
 
 
-def ensure_image(cache_dir: Path | None = None) -> VmImage:
-    """The cached image, built under a lock when absent (a concurrent builder is waited for)."""
-    base = cache_dir if cache_dir is not None else default_cache_dir()
-    key = image_key()
-    final = base / f"vm-{key}"
+def _cached(base: Path, name: str, build: Callable[[Path], dict[str, Any]]) -> tuple[Path, float]:
+    """base/name, built by `build(tmp)` under a lock when absent (a concurrent builder is waited for)."""
+    final = base / name
     built = 0.0
     if not (final / MARKER).exists():
-        require_root()
-        require_tools(["debootstrap", "unshare", "chroot", "mkfs.ext4", "qemu-img"])
         base.mkdir(parents=True, exist_ok=True)
-        with _locked(base / f"vm-{key}.lock"):
+        with _locked(base / f"{name}.lock", timeout=3600):
             if not (final / MARKER).exists():
                 t0 = time.monotonic()
-                for debris in base.glob(f"vm-{key}.tmp-*"):  # we hold the lock: an interrupted build
+                for debris in base.glob(f"{name}.tmp-*"):  # we hold the lock: an interrupted build
                     _remove_tree(debris)  # refuses while debootstrap's /proc is still mounted below
                 if final.exists():
                     _remove_tree(final)
-                tmp = Path(tempfile.mkdtemp(prefix=f"vm-{key}.tmp-", dir=base))
+                tmp = Path(tempfile.mkdtemp(prefix=f"{name}.tmp-", dir=base))
                 tmp.chmod(0o755)
                 try:
-                    times = _build(tmp, base / f"vm-{key}.log")
+                    info = build(tmp)
                     built = time.monotonic() - t0
-                    info = {**times, "total_s": built, "packages": list(PACKAGES), "cmdline": KERNEL_CMDLINE}
-                    (tmp / MARKER).write_text(json.dumps(info, indent=1) + "\n")
+                    (tmp / MARKER).write_text(json.dumps({**info, "total_s": built}, indent=1) + "\n")
                     os.rename(tmp, final)
                 except BaseException:
                     _remove_tree(tmp)
                     raise
-    return VmImage(
-        directory=final,
-        qcow2=final / "base.qcow2",
-        kernel=final / "vmlinuz",
-        initrd=final / "initrd.img",
-        cmdline=KERNEL_CMDLINE,
-        build_seconds=built,
+    return final, built
+
+
+def ensure_base(cache_dir: Path | None = None) -> VmBase:
+    base = cache_dir if cache_dir is not None else default_cache_dir()
+
+    def build(tmp: Path) -> dict[str, Any]:
+        require_root()
+        require_tools(["debootstrap", "unshare", "chroot", "mkfs.ext4", "qemu-img"])
+        times = _build(tmp, base / f"vm-base-{base_key()}.log")
+        digest = sha256_of(tmp / "base.qcow2")
+        return {**times, "sha256": digest, "packages": list(PACKAGES), "cmdline": KERNEL_CMDLINE}
+
+    final, _ = _cached(base, f"vm-base-{base_key()}", build)
+    info = json.loads((final / MARKER).read_text())
+    return VmBase(final, final / "base.qcow2", final / "vmlinuz", final / "initrd.img", info["sha256"])
+
+
+def _direct_boot_base(vm_base: VmBase, directory: Path) -> imagebuild.Base:
+    """The base as Packer boots it: direct kernel boot, with the kernel and initrd copied into `directory`
+    (next to the images, which boot the same way)."""
+    for boot_file in ("vmlinuz", "initrd.img"):
+        shutil.copyfile(vm_base.directory / boot_file, directory / boot_file)
+        (directory / boot_file).chmod(0o644)  # read by QEMU as libvirt-qemu
+    kernel, initrd = directory / "vmlinuz", directory / "initrd.img"
+    return imagebuild.Base(
+        vm_base.qcow2, vm_base.sha256, kernel=str(kernel), initrd=str(initrd), cmdline=KERNEL_CMDLINE
     )
 
 
+def ensure_image(cache_dir: Path | None = None) -> VmImage:
+    """The compute role image Packer built on the base (both cached; either is built when absent)."""
+    cache = cache_dir if cache_dir is not None else default_cache_dir()
+    vm_base = ensure_base(cache)
+    name = f"vm-{image_key(vm_base)}"
+
+    def build(tmp: Path) -> dict[str, Any]:
+        require_root()
+        require_tools(["packer", "qemu-system-x86_64", "qemu-img", "ssh-keygen", "mkisofs"])
+        packer_base = _direct_boot_base(vm_base, tmp)
+        built = imagebuild.build_role("compute", packer_base, tmp, accelerator="tcg", log=tmp / "packer.log")
+        # The manifest `make images` writes, naming the image where it will be once the build is cached.
+        imagebuild.write_manifest(tmp, [replace(built, path=cache / name / built.path.name)], packer_base)
+        return {
+            "qcow2": built.path.name,
+            "sha256": built.sha256,
+            "virtual_size_gib": built.virtual_size_gib,
+            "packer_s": built.seconds,
+            "base": str(vm_base.directory),
+            "cmdline": KERNEL_CMDLINE,
+        }
+
+    final, seconds = _cached(cache, name, build)
+    info = json.loads((final / MARKER).read_text())
+    return VmImage(
+        directory=final,
+        qcow2=final / info["qcow2"],
+        kernel=final / "vmlinuz",
+        initrd=final / "initrd.img",
+        cmdline=KERNEL_CMDLINE,
+        build_seconds=seconds,
+        sha256=info["sha256"],
+        packer_log=final / "packer.log",
+        manifest=final / "manifest.json",
+    )
+
+
+def build_offline_images(out: Path, accelerator: str, roles: list[str]) -> Path:
+    """`make images` without a BASE: role images on the offline base, booted the way the VM tier boots it
+    (direct kernel boot: the kernel and initrd are copied next to the images, and the manifest names them)."""
+    out.mkdir(parents=True, exist_ok=True)
+    return imagebuild.build_images(roles, _direct_boot_base(ensure_base(), out), out, accelerator)
+
+
 if __name__ == "__main__":
+    if sys.argv[1:2] == ["images"]:  # images OUT ACCELERATOR ROLE...
+        print(build_offline_images(Path(sys.argv[2]), sys.argv[3], sys.argv[4:] or list(imagebuild.ROLES)))
+        sys.exit(0)
     t0 = time.monotonic()
     image = ensure_image()
     print(f"{image.directory} ({time.monotonic() - t0:.1f}s)", file=sys.stderr)

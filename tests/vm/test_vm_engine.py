@@ -83,7 +83,7 @@ def stack_yaml(uri: str, image: VmImage, public_key: str) -> str:
     cluster = {
         "name": STACK,
         "hosts": [host],
-        "images": {"debian-12": {"source": str(image.qcow2)}},
+        "images": {"debian-12": {"source": str(image.qcow2), "sha256": image.sha256}},
         "networks": {"management": {"cidr": f"{SUBNET}.0/24"}},
         "ssh": {"user": "root", "public_keys": [public_key], "connect_timeout_s": CONNECT_TIMEOUT_S},
         "controller": {**node, "state_disk_gib": 1},
@@ -539,6 +539,7 @@ def run_the_tier(tier: Tier) -> None:
     tier.timings["time_to_first_job_s (stack output)"] = outputs["time_to_first_job_seconds"]
     tier.timings["canary_first_job_s"] = canary["first_job_seconds"]
     check_host_keys_pinned(tier, outputs["known_hosts"])
+    check_packages_came_with_the_image(tier)
     check_the_cluster_runs(tier)
     check_shared_storage(tier)
     check_monitoring(tier)
@@ -574,6 +575,25 @@ def run_the_tier(tier: Tier) -> None:
 
     # 6. destroy: refused while anything is protected; then unprotected on purpose.
     destroy(tier)
+
+
+def check_packages_came_with_the_image(tier: Tier) -> None:
+    """Every node booted from the Packer-built image: its packages step (the one the image was built with)
+    found every package installed and installed nothing (what it logged is the Command's stderr); the
+    image itself was checked against its sha256 by the fetch Command."""
+    steps = {
+        r["urn"].split("::")[-1]: r["outputs"]
+        for r in tier.stack.resources()
+        if r["type"] == COMMAND and re.fullmatch(rf"{STACK}-packages-[a-z0-9-]+", r["urn"].split("::")[-1])
+    }
+    assert sorted(steps) == sorted(f"{STACK}-packages-{n}" for n in NAMES), sorted(steps)
+    for name, out in steps.items():
+        assert "[packages] packages ready" in out["stderr"], (name, out["stderr"])
+        assert "installing" not in out["stderr"], (name, out["stderr"])
+    # The image was checked against its pin by the program's own fetch Command (local, before the volume).
+    fetches = [r for r in tier.stack.resources() if r["type"] == "command:local:Command"]
+    assert [r["urn"].split("::")[-1] for r in fetches] == [f"{STACK}-hv-images-debian-12-fetch"], fetches
+    assert "sha256 matches" in fetches[0]["outputs"]["stderr"], fetches[0]["outputs"]
 
 
 def check_replacement(tier: Tier, steps: list[Step], domains_before: dict[str, str]) -> None:

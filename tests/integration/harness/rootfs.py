@@ -5,7 +5,6 @@ Built once with debootstrap, outside the repository, keyed by a hash of the pack
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import os
 import re
@@ -17,6 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from config.packages import every_package
+from hyperscaler.filelock import exclusive
 
 from ._util import CLEAN_ENV, HarnessError, mounts_under, require_root, require_tools, run
 
@@ -64,20 +64,11 @@ def host_mirror(suite: str = SUITE) -> str:
 @contextmanager
 def _locked(lock_path: Path, timeout: float = 1800) -> Iterator[None]:
     """An exclusive flock; a concurrent builder holds it for the whole build."""
-    with open(lock_path, "w") as fh:
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() > deadline:
-                    raise HarnessError(f"timed out waiting for rootfs build lock {lock_path}") from None
-                time.sleep(0.5)
-        try:
+    try:
+        with exclusive(lock_path, timeout):
             yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+    except TimeoutError:
+        raise HarnessError(f"timed out waiting for rootfs build lock {lock_path}") from None
 
 
 def _remove_tree(path: Path) -> None:
