@@ -7,21 +7,18 @@ from __future__ import annotations
 import shlex
 import subprocess
 
-import pulumi
 import pytest
 
-from components.cluster import HpcCluster, HpcClusterArgs
 from components.provider_facts import for_type
 from config.models import ClusterSpec
 from config.presets import apply_preset
 from config.types import pinned_image
-from hyperscaler import mocks
 from hyperscaler.mocks import Registration, contains_secret
 from render.access import SshRoute
 from render.containers import docker_ssh_opts
+from tests.components.cluster_run import run_cluster
 
 KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIEWwoQJm5BAL1DlfU575U2gWJDQ8/y+UHR9nMWDIG8eR test"
-PRIVATE_KEY = "-----BEGIN OPENSSH PRIVATE KEY-----\nc2VjcmV0LXRlc3Qta2V5\n-----END OPENSSH PRIVATE KEY-----"
 COMMAND = "command:remote:Command"
 PROVIDER = "pulumi:providers:docker"
 
@@ -41,15 +38,7 @@ def spec_with(**overrides: object) -> ClusterSpec:
 
 
 def run(spec: ClusterSpec) -> dict[str, Registration]:
-    monitor = mocks.install(project="hyperscaler", stack="test")
-
-    @pulumi.runtime.test
-    def program() -> pulumi.Output:
-        cluster = HpcCluster(spec.name, HpcClusterArgs(spec, pulumi.Output.secret(PRIVATE_KEY)))
-        return pulumi.Output.all(*(n.domain_id for n in cluster.nodes.values()))
-
-    program()
-    return {r.name: r for r in monitor.records}
+    return run_cluster(spec)
 
 
 @pytest.fixture(scope="module")

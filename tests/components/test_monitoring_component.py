@@ -3,17 +3,13 @@ compute node changes (only that node and the controller's target files)."""
 
 from __future__ import annotations
 
-import pulumi
-
-from components.cluster import HpcCluster, HpcClusterArgs
 from config.models import ClusterSpec
 from config.presets import apply_preset
-from hyperscaler import mocks
 from hyperscaler.mocks import Registration, contains_secret
 from render.monitoring import RECEIVER_SECRET_FILE
+from tests.components.cluster_run import run_cluster
 
 KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIEWwoQJm5BAL1DlfU575U2gWJDQ8/y+UHR9nMWDIG8eR test"
-PRIVATE_KEY = "-----BEGIN OPENSSH PRIVATE KEY-----\nc2VjcmV0LXRlc3Qta2V5\n-----END OPENSSH PRIVATE KEY-----"
 WEBHOOK_TOKEN = "webhook-token-test-only"
 COMMAND = "command:remote:Command"
 
@@ -33,20 +29,7 @@ def spec_with(count: int = 2, **overrides: object) -> ClusterSpec:
 
 
 def run(spec: ClusterSpec, receiver_secret: str | None = None) -> dict[str, Registration]:
-    monitor = mocks.install(project="hyperscaler", stack="test")
-    outputs: dict[str, object] = {}
-
-    @pulumi.runtime.test
-    def program() -> pulumi.Output:
-        secret = pulumi.Output.secret(receiver_secret) if receiver_secret else None
-        cluster = HpcCluster(
-            spec.name, HpcClusterArgs(spec, pulumi.Output.secret(PRIVATE_KEY), alert_receiver_secret=secret)
-        )
-        outputs["monitoring"] = cluster.monitoring.endpoints if cluster.monitoring else None
-        return pulumi.Output.all(*(n.domain_id for n in cluster.nodes.values()))
-
-    program()
-    return {r.name: r for r in monitor.records}
+    return run_cluster(spec, receiver_secret)
 
 
 def commands(records: dict[str, Registration]) -> dict[str, Registration]:

@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-import pulumi
-
-from components.cluster import HpcCluster, HpcClusterArgs
 from config.models import ClusterSpec
 from config.presets import apply_preset
-from hyperscaler import mocks
 from hyperscaler.mocks import Registration, contains_secret
 from render.common import content_hash
+from tests.components.cluster_run import PRIVATE_KEY, run_cluster
 
 KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIEWwoQJm5BAL1DlfU575U2gWJDQ8/y+UHR9nMWDIG8eR test"
-PRIVATE_KEY = "-----BEGIN OPENSSH PRIVATE KEY-----\nc2VjcmV0LXRlc3Qta2V5\n-----END OPENSSH PRIVATE KEY-----"
 
 
 def spec_with(**overrides: object) -> ClusterSpec:
@@ -21,15 +17,7 @@ def spec_with(**overrides: object) -> ClusterSpec:
 
 
 def run(spec: ClusterSpec) -> dict[str, Registration]:
-    monitor = mocks.install(project="hyperscaler", stack="test")
-
-    @pulumi.runtime.test
-    def program() -> pulumi.Output:
-        cluster = HpcCluster(spec.name, HpcClusterArgs(spec, pulumi.Output.secret(PRIVATE_KEY)))
-        return pulumi.Output.all(*(n.domain_id for n in cluster.nodes.values()))
-
-    program()
-    return {r.name: r for r in monitor.records}
+    return run_cluster(spec)
 
 
 def commands(records: dict[str, Registration]) -> dict[str, Registration]:
