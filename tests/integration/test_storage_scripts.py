@@ -163,33 +163,41 @@ def gpg_key(tmp: Path) -> tuple[str, str]:
     home = tmp / "gnupg"
     home.mkdir(mode=0o700, exist_ok=True)
     env = {**os.environ, "GNUPGHOME": str(home)}
-    gen = ["gpg", "--batch", "--pinentry-mode", "loopback", "--passphrase", "", "--quick-gen-key"]
-    subprocess.run(
-        [*gen, "Test Repo <repo@example.org>", "ed25519", "sign", "never"], check=True, env=env, capture_output=True
-    )
-    listing = subprocess.run(
-        ["gpg", "--with-colons", "--list-keys"], check=True, env=env, capture_output=True, text=True
-    )
-    fpr = next(line.split(":")[9] for line in listing.stdout.splitlines() if line.startswith("fpr:"))
-    subprocess.run(
-        [
-            "gpg",
-            "--batch",
-            "--pinentry-mode",
-            "loopback",
-            "--passphrase",
-            "",
-            "--quick-add-key",
-            fpr,
-            "cv25519",
-            "encr",
-        ],
-        check=True,
-        env=env,
-        capture_output=True,
-    )
-    armored = subprocess.run(["gpg", "--armor", "--export", fpr], check=True, env=env, capture_output=True, text=True)
-    return armored.stdout, fpr
+    try:
+        gen = ["gpg", "--batch", "--pinentry-mode", "loopback", "--passphrase", "", "--quick-gen-key"]
+        subprocess.run(
+            [*gen, "Test Repo <repo@example.org>", "ed25519", "sign", "never"], check=True, env=env, capture_output=True
+        )
+        listing = subprocess.run(
+            ["gpg", "--with-colons", "--list-keys"], check=True, env=env, capture_output=True, text=True
+        )
+        fpr = next(line.split(":")[9] for line in listing.stdout.splitlines() if line.startswith("fpr:"))
+        subprocess.run(
+            [
+                "gpg",
+                "--batch",
+                "--pinentry-mode",
+                "loopback",
+                "--passphrase",
+                "",
+                "--quick-add-key",
+                fpr,
+                "cv25519",
+                "encr",
+            ],
+            check=True,
+            env=env,
+            capture_output=True,
+        )
+        export = ["gpg", "--armor", "--export", fpr]
+        armored = subprocess.run(export, check=True, env=env, capture_output=True, text=True)
+        return armored.stdout, fpr
+    finally:
+        # gpg started an agent for this home: stop it (gpgconf signals only that home's agent), and make
+        # sure nothing of it is left running.
+        subprocess.run(["gpgconf", "--homedir", str(home), "--kill", "all"], env=env, capture_output=True)
+        left = subprocess.run(["pgrep", "-f", f"gpg-agent.*{home}"], capture_output=True, text=True).stdout
+        assert not left.strip(), f"gpg-agent for {home} still runs: {left}"
 
 
 def test_repository_key_must_have_the_pinned_fingerprint(live: Live) -> None:
