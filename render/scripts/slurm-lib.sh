@@ -48,8 +48,12 @@ drain_and_wait() {
     return 0
   fi
   slurm_ask scontrol update NodeName="$node" State=DRAIN Reason="$DRAIN_REASON"
-  local deadline=$((SECONDS + DRAIN_TIMEOUT))
-  while [ -n "$(slurm_ask squeue -h -w "$node" -o %i)" ]; do
+  local deadline=$((SECONDS + DRAIN_TIMEOUT)) jobs
+  while :; do
+    # A plain assignment, not in a condition: a slurm_ask that gives up must stop the script (set -e),
+    # not read as "no jobs left" (set -e ignores failures in a test or a loop's condition).
+    jobs=$(slurm_ask squeue -h -w "$node" -o %i)
+    [ -n "$jobs" ] || break
     if [ "$SECONDS" -ge "$deadline" ]; then
       log "WARNING: $node still runs jobs after ${DRAIN_TIMEOUT}s; removing it anyway"
       break
@@ -85,8 +89,10 @@ drain_for_mig() {
     return 0
   fi
   slurm_ask scontrol update NodeName="$node" State=DRAIN Reason="$MIG_DRAIN_REASON"
-  local deadline=$((SECONDS + DRAIN_TIMEOUT))
-  while [ -n "$(slurm_ask squeue -h -w "$node" -o %i)" ]; do
+  local deadline=$((SECONDS + DRAIN_TIMEOUT)) jobs
+  while :; do
+    jobs=$(slurm_ask squeue -h -w "$node" -o %i)  # a plain assignment: see drain_and_wait
+    [ -n "$jobs" ] || break
     [ "$SECONDS" -lt "$deadline" ] ||
       die "$node still runs jobs after ${DRAIN_TIMEOUT}s: its MIG layout is not changed (it stays drained;" \
         "run pulumi up again once they end, or raise slurm.drain_timeout_s)"

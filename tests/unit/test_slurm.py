@@ -287,3 +287,29 @@ def test_configless_slurmd_can_start_under_debians_unit() -> None:
     lines = dropin.group(1).splitlines()
     assert lines[1:] == ["[Unit]", "ConditionPathExists="], lines
     assert script.index("systemctl daemon-reload") < script.index("svc_start slurmd")
+
+
+@pytest.mark.parametrize("drain", ["drain_and_wait", "drain_for_mig"])
+def test_a_drain_stops_when_slurmctld_never_answers(drain: str, tmp_path: Path) -> None:
+    """When slurm_ask gives up on squeue (slurmctld silent for CTLD_WAIT_S), the drain must fail, not take
+    the empty answer for "no jobs left" and let the VM go."""
+    import subprocess
+
+    from render.remote import SLURM_INCLUDES, render_script
+
+    script = render_script("membership", {"DRAIN_TIMEOUT": 60}, SLURM_INCLUDES).content
+    script = script.replace(
+        "ACTION=${1:?",
+        'node_known() { return 0; }\nslurm_ask() {\n  [ "$1" != squeue ] || die "slurmctld gave up"\n}\nACTION=${1:?',
+        1,
+    )
+    action = "leave" if drain == "drain_and_wait" else "mig"
+    if action == "mig":
+        script = script.replace(
+            '  leave) drain_and_wait "$NODE" ;;', '  leave) drain_and_wait "$NODE" ;;\n  mig) drain_for_mig "$NODE" ;;'
+        )
+    path = tmp_path / "membership.sh"
+    path.write_text(script)
+    result = subprocess.run(["bash", str(path), action, "n1"], capture_output=True, text=True, timeout=60)
+    assert result.returncode != 0 and "slurmctld gave up" in result.stderr, result.stderr
+    assert "drained" not in result.stderr, result.stderr
